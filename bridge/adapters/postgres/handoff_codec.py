@@ -1,0 +1,75 @@
+"""The Handoff aggregate to and from the ledger's jsonb column."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from bridge.domain.handoff import Arrival, Handoff, Registration, SetAside, SetAsideReason
+from bridge.domain.intake import KeyInfo
+
+
+def _key_info_out(k: KeyInfo) -> dict[str, str]:
+    return {"name": k.name, "gender": k.gender, "birth_date": k.birth_date.isoformat()}
+
+
+def _key_info_in(d: dict[str, str]) -> KeyInfo:
+    return KeyInfo(d["name"], d["gender"], dt.date.fromisoformat(d["birth_date"]))
+
+
+def dump_handoff(h: Handoff) -> dict[str, Any]:
+    """JSON-ready form of *h*."""
+    return {
+        "registrations": [
+            {
+                "student_number": r.student_number,
+                "entry_year": r.entry_year,
+                "terms": r.terms,
+                "key_info": _key_info_out(r.key_info),
+                "school_code": r.school_code,
+                "file_sha256": r.file_sha256,
+                "enrolled": r.enrolled,
+            }
+            for r in h.registrations
+        ],
+        "verified_file_sha256": h.verified_file_sha256,
+        "set_aside": None
+        if h.set_aside is None
+        else {
+            "reason": h.set_aside.reason.value,
+            "detail": h.set_aside.detail,
+            "at_childseq": h.set_aside.at_childseq,
+        },
+        "arrival": None
+        if h.arrival is None
+        else {"school_code": h.arrival.school_code, "arrived_on": h.arrival.arrived_on.isoformat()},
+    }
+
+
+def load_handoff(d: dict[str, Any]) -> Handoff:
+    """Inverse of dump_handoff; an empty dict is a fresh hand-over."""
+    if not d:
+        return Handoff()
+    aside = d.get("set_aside")
+    arrival = d.get("arrival")
+    return Handoff(
+        registrations=tuple(
+            Registration(
+                student_number=r["student_number"],
+                entry_year=r["entry_year"],
+                terms=r["terms"],
+                key_info=_key_info_in(r["key_info"]),
+                school_code=r["school_code"],
+                file_sha256=r["file_sha256"],
+                enrolled=r["enrolled"],
+            )
+            for r in d.get("registrations", [])
+        ),
+        verified_file_sha256=d.get("verified_file_sha256"),
+        set_aside=None
+        if not aside
+        else SetAside(SetAsideReason(aside["reason"]), aside["detail"], aside["at_childseq"]),
+        arrival=None
+        if not arrival
+        else Arrival(arrival["school_code"], dt.date.fromisoformat(arrival["arrived_on"])),
+    )

@@ -1,0 +1,153 @@
+"""The one place concrete adapters are built, wired and closed (tests reuse it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aio_pika
+import aiohttp
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+
+from bridge.adapters.http_transport import RegistryTransport, RetryBudget
+from bridge.adapters.postgres.ledger import Ledger
+from bridge.adapters.postgres.migrate import ensure_database, migrate
+from bridge.adapters.postgres.parked_messages import ParkedMessages
+from bridge.adapters.postgres.record_files import RecordFileStore
+from bridge.adapters.preschool_registry import PreschoolRegistry
+from bridge.adapters.primary_registry import PrimaryRegistry
+from bridge.metrics import Metrics
+from bridge.services.handoff import HandoffDriver, HandoffPorts
+from bridge.services.handoff_worker import HandoffWorker
+from bridge.settings import Settings
+from consumers.events import EventConsumer
+from consumers.parked import ParkedRecorder
+from consumers.topology import Topology, TopologyNames, declare
+
+log = logging.getLogger(__name__)
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+    OSError,
+)
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    """Create the database if needed, migrate it, and open the pool."""
+    await ensure_database(settings.database_url)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(
+        settings.database_url, min_size=2, max_size=settings.db_pool_size
+    )
+    assert pool is not None
+    return pool
+
+
+@dataclass
+class Bridge:
+    """A running bridge: its adapters, services and background tasks."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    http: aiohttp.ClientSession
+    amqp: AbstractRobustConnection
+    topology: Topology
+    metrics: Metrics
+    ledger: Ledger
+    files: RecordFileStore
+    parked: ParkedMessages
+    preschool: PreschoolRegistry
+    registry: PrimaryRegistry
+    worker: HandoffWorker
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    consuming: bool = False
+
+
+def topology_names(settings: Settings) -> TopologyNames:
+    """Queue names of this deployment."""
+    return TopologyNames(
+        events_exchange=settings.events_exchange,
+        events_queue=f"{settings.queue_prefix}.events",
+        parked_exchange=f"{settings.queue_prefix}.parked",
+        parked_queue=f"{settings.queue_prefix}.parked",
+        delivery_limit=settings.delivery_limit,
+    )
+
+
+def _transport(
+    session: aiohttp.ClientSession, url: str, token: str, settings: Settings, metrics: Metrics
+) -> RegistryTransport:
+    return RegistryTransport(
+        session, url, token, metrics=metrics,
+        timeout=aiohttp.ClientTimeout(
+            total=settings.registry_total_timeout_s,
+            sock_connect=settings.registry_connect_timeout_s,
+            sock_read=settings.registry_read_timeout_s,
+        ),
+        budget=RetryBudget(settings.registry_attempts, settings.registry_max_inline_wait_s),
+    )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIterator[Bridge]:
+    """Start consumers and the hand-over worker; stop and close everything on exit."""
+    metrics = Metrics()
+    pool = await open_pool(settings)
+    tasks: list[asyncio.Task[None]] = []
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(pool.close)
+        http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit_per_host=settings.registry_connections)
+        )
+        stack.push_async_callback(http.close)
+        amqp = await aio_pika.connect_robust(settings.amqp_url)
+        stack.push_async_callback(amqp.close)
+        # Callbacks run last-in first-out: background tasks stop before what they use.
+        stack.push_async_callback(_cancel_all, tasks)
+        channel = await amqp.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=settings.prefetch)
+        topology = await declare(channel, topology_names(settings))
+        ledger = Ledger(pool)
+        files = RecordFileStore(pool)
+        preschool = PreschoolRegistry(
+            _transport(http, settings.preschool_url, settings.preschool_token, settings, metrics)
+        )
+        registry = PrimaryRegistry(
+            _transport(http, settings.registry_url, settings.registry_token, settings, metrics)
+        )
+        driver = HandoffDriver(HandoffPorts(ledger, files, preschool, registry, metrics))
+        worker = HandoffWorker(
+            ledger, driver, owner=settings.instance_id,
+            concurrency=settings.handoff_concurrency,
+            poll_interval_s=settings.poll_interval_s, lease_s=settings.lease_s,
+        )  # fmt: skip
+        bridge = Bridge(
+            settings, pool, http, amqp, topology, metrics, ledger, files,
+            ParkedMessages(pool), preschool, registry, worker, tasks,
+        )  # fmt: skip
+        tasks.append(asyncio.create_task(worker.run(), name="handoff-worker"))
+        if consume:
+            consumer = EventConsumer(
+                ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_ERRORS
+            )
+            await topology.events_queue.consume(consumer)
+            await topology.parked_queue.consume(ParkedRecorder(bridge.parked))
+            bridge.consuming = True
+        yield bridge
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

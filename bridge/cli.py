@@ -1,0 +1,112 @@
+"""The ``xueji`` command line (also ``python -m bridge``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from bridge.settings import Settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    # aio-pika and aiormq are chatty about reconnects at INFO.
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def _run(settings: Settings) -> None:
+    from aiohttp import web
+
+    from bridge.api.app import create_app
+    from bridge.bootstrap import running_bridge
+
+    async with running_bridge(settings) as bridge:
+        runner = web.AppRunner(create_app(bridge), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        logging.getLogger("bridge").info(
+            "bridge %s serving on %s:%s", settings.instance_id, settings.http_host,
+            settings.http_port,
+        )  # fmt: skip
+        try:
+            await _until_signalled()
+        finally:
+            await runner.cleanup()
+
+
+async def _migrate(settings: Settings) -> None:
+    from bridge.bootstrap import open_pool
+
+    pool = await open_pool(settings)
+    await pool.close()
+    print("database schema is up to date")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    asyncio.run(_run(Settings()))
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    asyncio.run(_migrate(Settings()))
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.__main__ import main as simulate
+
+    return simulate(args.rest)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from bridge.demo import run_demo
+
+    return asyncio.run(run_demo(Settings(), children=args.children, seed=args.seed))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; sub-commands register here."""
+    parser = argparse.ArgumentParser(prog="xueji", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="consume events and hand children over; serve HTTP").set_defaults(
+        func=_cmd_run
+    )
+    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
+        func=_cmd_migrate
+    )
+    sim = sub.add_parser("simulate", help="serve both registries' simulator")
+    sim.add_argument("rest", nargs=argparse.REMAINDER, help="options for the simulator")
+    sim.set_defaults(func=_cmd_simulate)
+    demo = sub.add_parser("demo", help="simulator + bridge + a cohort, end to end")
+    demo.add_argument("--children", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=2026)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xueji`` console script."""
+    args = build_parser().parse_args(argv)
+    _configure_logging(Settings().log_level)
+    result: int = args.func(args)
+    return result

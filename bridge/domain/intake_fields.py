@@ -1,0 +1,3 @@
+"""Field names of the key information (关键信息) that only a county-approved correction changes."""
+
+KEY_INFO_FIELDS = ("name", "gender", "birth_date")

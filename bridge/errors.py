@@ -1,0 +1,125 @@
+"""The one error hierarchy of the bridge, grouped by what the caller must do.
+
+- ``InputRefused``: the input breaks a contract; refuse it (HTTP 4xx, park the message).
+- ``RetryLater``: a passing failure; try again (tenacity in-call, then a durable delay).
+- ``NeedsOperator``: the rules forbid going on alone; set the case aside for a person.
+"""
+
+from __future__ import annotations
+
+
+class BridgeError(Exception):
+    """Base of every error the bridge raises on purpose."""
+
+    code = "bridge_error"
+
+
+# --- refuse the input -------------------------------------------------------------------
+class InputRefused(BridgeError):
+    """The input breaks a contract and is refused with a reason."""
+
+    code = "invalid"
+
+
+class InvalidStudentNumber(InputRefused, ValueError):
+    """A value is not a student number of any form in rules.md."""
+
+    code = "invalid_student_number"
+
+
+class InvalidEvent(InputRefused):
+    """A message is not an event of events.md."""
+
+    code = "invalid_event"
+
+
+# --- retry later ------------------------------------------------------------------------
+class RetryLater(BridgeError):
+    """A transient failure: the same call may succeed later."""
+
+    code = "retry_later"
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RegistryUnavailable(RetryLater):
+    """A registry answered 429/5xx, timed out or dropped the connection."""
+
+    code = "registry_unavailable"
+
+
+class RegistryUnauthorized(RetryLater):
+    """A registry refused our token (401/403): a deployment fault, retried slowly."""
+
+    code = "registry_unauthorized"
+
+
+class LeaseLost(RetryLater):
+    """Another bridge instance took over this child; our result is discarded."""
+
+    code = "lease_lost"
+
+
+# --- give to an operator ----------------------------------------------------------------
+class NeedsOperator(BridgeError):
+    """The rules forbid going on without a person's decision."""
+
+    code = "needs_operator"
+
+    def __init__(self, message: str, **detail: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+# Errors tenacity retries inside one call before the hand-over falls back to a durable delay.
+RETRYABLE: tuple[type[BaseException], ...] = (RegistryUnavailable,)
+
+
+class IdentityConflict(NeedsOperator):
+    """The registry holds this identity under another number (一人一号): never worked around."""
+
+    code = "identity_conflict"
+
+
+class AlreadyEnrolled(NeedsOperator):
+    """The child already reported at a school; only an operator may undo that."""
+
+    code = "already_enrolled"
+
+
+class RegistryRejected(NeedsOperator):
+    """The registry found the body invalid (422): our data or our reading of it is wrong."""
+
+    code = "registry_rejected"
+
+
+class FileRejected(NeedsOperator):
+    """The registry refused the record file (digest mismatch or too large)."""
+
+    code = "file_rejected"
+
+
+class SchoolMismatch(NeedsOperator):
+    """Another school admitted the child than the one reporting its arrival."""
+
+    code = "school_mismatch"
+
+
+class BadSourceFile(NeedsOperator):
+    """The preschool's file does not match its claimed size or sha256: never handed over."""
+
+    code = "bad_source_file"
+
+
+class SourceFileMissing(NeedsOperator):
+    """The preschool registry does not know the claimed record file (404)."""
+
+    code = "source_file_missing"
+
+
+class NotRegistered(BridgeError):
+    """The registry holds no registration under that number: a fact the hand-over corrects."""
+
+    code = "not_registered"

@@ -1,0 +1,40 @@
+"""Prometheus metrics of one bridge process (one registry, built by the composition root)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class Metrics:
+    """Every metric the bridge exports; labels carry no personal data."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter(
+            "xueji_events_total", "Events consumed, by type and outcome",
+            ["type", "outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.registry_calls = Counter(
+            "xueji_registry_calls_total", "Calls to the registries, by operation and status",
+            ["operation", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.retries = Counter(
+            "xueji_retries_total", "Retries of registry calls, by operation and kind",
+            ["operation", "kind"], registry=self.registry,
+        )  # fmt: skip
+        self.set_aside = Counter(
+            "xueji_set_aside_total", "Hand-overs set aside for an operator, by reason",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
+        self.parked = Counter(
+            "xueji_parked_messages_total", "Messages parked as not-an-event, by reason code",
+            ["reason"], registry=self.registry,
+        )  # fmt: skip
+        self.handoffs = Gauge(
+            "xueji_handoffs", "Hand-overs by phase (read from the ledger at scrape time)",
+            ["phase"], registry=self.registry,
+        )  # fmt: skip
+        self.deferrals_expired = Gauge(
+            "xueji_deferrals_expired", "Deferred children whose deferral has run out",
+            registry=self.registry,
+        )  # fmt: skip

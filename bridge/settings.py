@@ -1,0 +1,41 @@
+"""Configuration from the environment (12-factor), with safe defaults for localhost."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a bridge instance. Built by entry points only, never at import."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore")
+
+    # Deployment contract: these names are fixed.
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/xueji"
+    registry_url: str = "http://127.0.0.1:8090/registry"
+    registry_token: str = "dev-registry-token"
+    preschool_url: str = "http://127.0.0.1:8090/preschool"
+    preschool_token: str = "dev-preschool-token"
+    http_port: int = 8080
+
+    http_host: str = "127.0.0.1"
+    instance_id: str = Field(default_factory=socket.gethostname)
+    events_exchange: str = "preschool.events"
+    queue_prefix: str = "xueji.bridge"
+    prefetch: int = 64
+    delivery_limit: int = 20
+    handoff_concurrency: int = 32
+    poll_interval_s: float = 1.0
+    lease_s: float = 120.0
+    db_pool_size: int = 20
+    registry_connect_timeout_s: float = 3.0
+    registry_read_timeout_s: float = 10.0
+    registry_total_timeout_s: float = 30.0
+    registry_attempts: int = 3
+    registry_max_inline_wait_s: float = 2.0
+    registry_connections: int = 64
+    log_level: str = "INFO"

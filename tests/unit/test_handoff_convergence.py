@@ -1,0 +1,104 @@
+"""The hand-over reaches the in-order result whatever order and duplication events come in."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.domain.child_record import ChildRecord, RecordStatus, fold
+from bridge.domain.events import ChildEvent
+from bridge.domain.handoff import Handoff, Phase
+from bridge.domain.intake import IntakeRequest
+from tests.unit.fake_registry import Entry, FakeRegistry
+from tests.unit.lifecycles import lifecycles
+
+MAX_STEPS = 50
+
+
+def drive(record: ChildRecord, handoff: Handoff, registry: FakeRegistry, limit: int) -> Handoff:
+    for _ in range(limit):
+        action = handoff.next_action(record)
+        if action is None:
+            return handoff
+        handoff = registry.perform(action, record, handoff)
+    return handoff
+
+
+def expected_registry(record: ChildRecord) -> dict[str, Entry]:
+    """What rules.md says the registry must hold once the hand-over has settled."""
+    if record.status is not RecordStatus.GRADUATED:
+        return {}
+    intake = IntakeRequest.for_record(record)
+    return {
+        intake.student_number: Entry(
+            intake.entry_year, intake.key_info, intake.child.id_number, intake.file_sha256
+        )
+    }
+
+
+def in_order(events: list[ChildEvent]) -> tuple[FakeRegistry, ChildRecord]:
+    registry, handoff, seen = FakeRegistry(), Handoff(), []
+    for event in events:
+        seen.append(event)
+        record = fold(seen)
+        handoff = drive(record, handoff, registry, MAX_STEPS)
+        assert handoff.next_action(record) is None
+    return registry, fold(events)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lifecycles())
+def test_in_order_processing_leaves_the_registry_as_the_rules_say(events: list[ChildEvent]) -> None:
+    registry, record = in_order(events)
+    assert registry.students == expected_registry(record)
+
+
+@settings(max_examples=400, deadline=None)
+@given(lifecycles(), st.data())
+def test_any_order_with_duplicates_and_interruptions_converges_to_in_order(
+    events: list[ChildEvent], data: st.DataObject
+) -> None:
+    expected, _ = in_order(events)
+    deliveries = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events)))))
+    registry, handoff, seen = FakeRegistry(), Handoff(), []
+    for event in deliveries:
+        seen.append(event)
+        # The bridge may be interrupted at any point between steps (crash, lease lost).
+        handoff = drive(fold(seen), handoff, registry, data.draw(st.integers(0, 4)))
+    record = fold(seen)
+    handoff = drive(record, handoff, registry, MAX_STEPS)
+    assert handoff.next_action(record) is None
+    assert registry.students == expected.students
+    # One person, one number: never two registrations for the child at once.
+    assert len(registry.students) <= 1
+
+
+@given(lifecycles())
+def test_duplicates_fold_to_the_same_record(events: list[ChildEvent]) -> None:
+    assert fold(events + events[::-1]) == fold(events)
+
+
+@given(lifecycles())
+def test_a_late_event_never_overrides_a_later_one(events: list[ChildEvent]) -> None:
+    record = fold(events)
+    late = dataclasses.replace(events[0], event_id="00000000-0000-0000-0000-00000000ffff")
+    # Same childseq as an applied event: a publisher fault, not a change.
+    assert fold([*events, late]).status == record.status
+
+
+@given(lifecycles())
+def test_settled_phase_matches_the_record(events: list[ChildEvent]) -> None:
+    registry, record = in_order(events)
+    handoff = Handoff()
+    handoff = drive(record, handoff, registry, MAX_STEPS)
+    phase = handoff.phase(record)
+    if record.status is RecordStatus.GRADUATED:
+        assert phase is Phase.FILE_DELIVERED
+    elif record.status is RecordStatus.CANCELLED:
+        assert phase is Phase.CANCELLED
+    elif record.status is RecordStatus.DEFERRED:
+        assert phase is Phase.DEFERRED
+    else:
+        assert phase is Phase.WAITING
