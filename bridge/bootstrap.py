@@ -20,6 +20,7 @@ from bridge.adapters.postgres.parked_messages import ParkedMessages
 from bridge.adapters.postgres.record_files import RecordFileStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
+from bridge.domain.retry_policy import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.services.handoff import HandoffDriver, HandoffPorts
 from bridge.services.handoff_worker import HandoffWorker
@@ -118,7 +119,7 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         channel = await amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare(channel, topology_names(settings))
-        ledger = Ledger(pool)
+        ledger = Ledger(pool, lease_s=settings.lease_s)
         files = RecordFileStore(pool)
         preschool = PreschoolRegistry(
             _transport(http, settings.preschool_url, settings.preschool_token, settings, metrics)
@@ -126,11 +127,12 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         registry = PrimaryRegistry(
             _transport(http, settings.registry_url, settings.registry_token, settings, metrics)
         )
-        driver = HandoffDriver(HandoffPorts(ledger, files, preschool, registry, metrics))
+        retry = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
+        driver = HandoffDriver(HandoffPorts(ledger, files, preschool, registry, metrics, retry))
         worker = HandoffWorker(
             ledger, driver, owner=settings.instance_id,
             concurrency=settings.handoff_concurrency,
-            poll_interval_s=settings.poll_interval_s, lease_s=settings.lease_s,
+            poll_interval_s=settings.poll_interval_s,
         )  # fmt: skip
         bridge = Bridge(
             settings, pool, http, amqp, topology, metrics, ledger, files,

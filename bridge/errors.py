@@ -32,6 +32,11 @@ class InvalidEvent(InputRefused):
 
     code = "invalid_event"
 
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
 
 # --- retry later ------------------------------------------------------------------------
 class RetryLater(BridgeError):

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     delivery_limit: int = 20
     handoff_concurrency: int = 32
     poll_interval_s: float = 1.0
-    lease_s: float = 120.0
+    lease_s: float = 60.0
     db_pool_size: int = 20
     registry_connect_timeout_s: float = 3.0
     registry_read_timeout_s: float = 10.0
@@ -38,4 +38,6 @@ class Settings(BaseSettings):
     registry_attempts: int = 3
     registry_max_inline_wait_s: float = 2.0
     registry_connections: int = 64
+    retry_base_s: float = 1.0
+    retry_max_s: float = 600.0
     log_level: str = "INFO"

@@ -47,7 +47,10 @@ class EventConsumer:
         """Handle one delivery: ack after the effect is committed, park what is no event."""
         try:
             if message.content_type not in ACCEPTED_CONTENT_TYPES:
-                raise InvalidEvent(f"content_type {message.content_type!r} is not CloudEvents JSON")
+                raise InvalidEvent(
+                    f"content_type {message.content_type!r} is not CloudEvents JSON",
+                    code="content_type",
+                )
             event = parse_event(message.body)
         except InvalidEvent as exc:
             await self._set_aside(message, exc.code, str(exc))

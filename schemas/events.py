@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from typing import Annotated, Any, Literal
 
@@ -18,7 +19,7 @@ from pydantic import (
 
 from bridge.domain import events as domain
 from bridge.domain.student_number import validate_resident_id
-from bridge.errors import InvalidEvent, InvalidStudentNumber
+from bridge.errors import InvalidEvent
 from schemas.codes import CountyCode, SchoolCode, Sha256Hex, StudentNumberStr
 
 TYPE_PREFIX = "cn.edu.preschool."
@@ -226,24 +227,36 @@ def _reason(exc: ValidationError, prefix: str = "") -> str:
 
 
 def parse_event(body: bytes) -> domain.ChildEvent:
-    """Decode one message body into a domain event, or raise InvalidEvent with the reason."""
+    """Decode one message body into a domain event, or raise InvalidEvent with the reason.
+
+    The error's code groups refusals for operators: not_json, invalid_envelope,
+    unknown_type, invalid_data, subject_mismatch.
+    """
     try:
-        envelope = CloudEvent.model_validate_json(body)
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidEvent("body is not UTF-8 JSON", code="not_json") from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent("body is not a JSON object", code="invalid_envelope")
+    if isinstance(raw.get("type"), str) and raw["type"] not in DATA_MODELS:
+        raise InvalidEvent("type: not an event type of events.md", code="unknown_type")
+    try:
+        envelope = CloudEvent.model_validate(raw)
     except ValidationError as exc:
-        raise InvalidEvent(_reason(exc)) from None
-    except InvalidStudentNumber as exc:
-        raise InvalidEvent(f"subject: {exc}") from None
+        raise InvalidEvent(_reason(exc), code="invalid_envelope") from None
     model = DATA_MODELS[envelope.type]
     try:
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
-        raise InvalidEvent(_reason(exc, "data")) from None
+        raise InvalidEvent(_reason(exc, "data"), code="invalid_data") from None
     domain_data = data.to_domain()  # type: ignore[attr-defined]
     names = {domain_data.student_number}
     if isinstance(domain_data, domain.NumberAssigned):
         names.add(domain_data.previous_student_number)
     if envelope.subject not in names:
-        raise InvalidEvent("subject: is not the student number the data names")
+        raise InvalidEvent(
+            "subject: is not the student number the data names", code="subject_mismatch"
+        )
     return domain.ChildEvent(
         event_id=str(envelope.id),
         childseq=envelope.childseq,

@@ -23,7 +23,7 @@ from bridge.domain.actions import (
 )
 from bridge.domain.handoff import Handoff, SetAsideReason
 from bridge.domain.intake import IntakeRequest, KeyInfo
-from bridge.domain.retry_policy import next_delay_s
+from bridge.domain.retry_policy import RetryPolicy
 from bridge.domain.student_number import mask
 from bridge.errors import LeaseLost, NeedsOperator, NotRegistered, RetryLater
 from bridge.metrics import Metrics
@@ -44,6 +44,7 @@ class HandoffPorts:
     preschool: PreschoolRegistry
     registry: PrimaryRegistry
     metrics: Metrics
+    retry: RetryPolicy
 
 
 class HandoffDriver:
@@ -67,7 +68,7 @@ class HandoffDriver:
                 if not more:
                     return
             # Too many steps: let the ledger hand the child out again later.
-            delay = next_delay_s(state.attempts)
+            delay = self._p.retry.delay_s(state.attempts)
             await self._p.ledger.save(
                 state, state.handoff, lease, retry_at=_after(delay), last_error="too_many_steps"
             )
@@ -85,7 +86,7 @@ class HandoffDriver:
             log.warning("child %s set aside: %s", mask(record.student_number), reason.value)
             handoff = state.handoff.aside(record, reason, **exc.detail)
         except RetryLater as exc:
-            delay = next_delay_s(state.attempts, exc.retry_after_s)
+            delay = self._p.retry.delay_s(state.attempts, exc.retry_after_s)
             self._p.metrics.retries.labels(type(action).__name__, "durable").inc()
             await self._p.ledger.save(
                 state, state.handoff, lease, calls=calls, retry_at=_after(delay),

@@ -27,14 +27,12 @@ class HandoffWorker:
         owner: str,
         concurrency: int,
         poll_interval_s: float,
-        lease_s: float,
     ) -> None:
         self._ledger = ledger
         self._driver = driver
         self._owner = owner
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
-        self._lease_s = lease_s
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.running = False
@@ -47,13 +45,14 @@ class HandoffWorker:
         """Lease and drive until cancelled."""
         self.running = True
         try:
+            await self._take_back_leases()
             while True:
                 free = self._concurrency - len(self._tasks)
                 if free == 0:
                     await self._wait(self._poll_interval_s)  # a finishing drive wakes us
                     continue
                 try:
-                    claimed = await self._ledger.claim_due(self._owner, free, self._lease_s)
+                    claimed = await self._ledger.claim_due(self._owner, free)
                 except Exception as exc:  # database away: keep trying, never die
                     log.warning("cannot lease work: %s", type(exc).__name__)
                     await asyncio.sleep(self._poll_interval_s)
@@ -69,6 +68,17 @@ class HandoffWorker:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _take_back_leases(self) -> None:
+        # Leases of this instance's previous run died with it; waiting for them to lapse
+        # would only delay those children.
+        try:
+            freed = await self._ledger.release_instance_leases(self._owner)
+        except Exception as exc:
+            log.warning("cannot take back old leases: %s", type(exc).__name__)
+            return
+        if freed:
+            log.info("took back %d leases of this instance's previous run", freed)
 
     async def _wait(self, timeout_s: float) -> None:
         with contextlib.suppress(TimeoutError):

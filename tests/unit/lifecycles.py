@@ -58,7 +58,9 @@ def lifecycles(draw: st.DrawFn, max_steps: int = 7) -> list[ChildEvent]:
             )  # fmt: skip
             etype = EventType.GRADUATED
         elif kind == "defer":
-            data = Deferred(number, year, dt.date(year + 1, 8, 31), "110105", "health", "1111010501")
+            data = Deferred(
+                number, year, dt.date(year + 1, 8, 31), "110105", "health", "1111010501"
+            )
             etype = EventType.DEFERRED
         elif kind == "number":
             if number != L_NUMBER:

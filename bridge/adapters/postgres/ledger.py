@@ -93,8 +93,9 @@ def _derived_args(child_id: int, d: dict[str, Any]) -> list[Any]:
 class Ledger:
     """Per-child ledger; every method is one transaction."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, lease_s: float = 60.0) -> None:
         self._pool = pool
+        self._lease_s = lease_s
 
     # --- events -------------------------------------------------------------------------
     async def record_event(self, event: ChildEvent, raw: bytes) -> RecordedEvent:
@@ -197,7 +198,7 @@ class Ledger:
         return fold(parse_event(r["body"]) for r in bodies)
 
     # --- hand-over work -----------------------------------------------------------------
-    async def claim_due(self, owner: str, limit: int, lease_s: float) -> list[tuple[int, str]]:
+    async def claim_due(self, owner: str, limit: int) -> list[tuple[int, str]]:
         """Lease up to *limit* children with work due; returns (child_id, lease token)."""
         rows = await self._pool.fetch(
             """
@@ -211,7 +212,7 @@ class Ledger:
               FROM due WHERE c.child_id = due.child_id
             RETURNING c.child_id, c.lease_owner
             """,
-            owner, limit, lease_s,
+            owner, limit, self._lease_s,
         )  # fmt: skip
         return [(r["child_id"], r["lease_owner"]) for r in rows]
 
@@ -240,6 +241,8 @@ class Ledger:
     ) -> ChildState:
         """Record the hand-over's progress under our lease; raise LeaseLost if it is not ours.
 
+        Progress renews the lease; finishing or waiting releases it.
+
         Events may have arrived meanwhile: the record is refolded then, so what is left to
         do is judged against the newest facts.
         """
@@ -263,11 +266,12 @@ class Ledger:
                     next_attempt_at = CASE WHEN $4::timestamptz IS NOT NULL THEN $4
                                            WHEN $5 THEN now() ELSE NULL END,
                     lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                    lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END
+                    lease_until = CASE WHEN $6 THEN NULL
+                                       ELSE now() + make_interval(secs => $7) END
                 WHERE child_id = $1
                 """,
                 state.child_id, attempts, last_error, retry_at, derived["has_work"],
-                done or retry_at is not None,
+                done or retry_at is not None, self._lease_s,
             )  # fmt: skip
             if calls:
                 await conn.executemany(
@@ -279,6 +283,15 @@ class Ledger:
                     ],
                 )
         return ChildState(state.child_id, record, handoff, attempts)
+
+    async def release_instance_leases(self, owner: str) -> int:
+        """Free leases an earlier run of this same instance held when it died."""
+        result: str = await self._pool.execute(
+            "UPDATE children SET lease_owner = NULL, lease_until = NULL "
+            "WHERE left(lease_owner, length($1) + 1) = $1 || '/'",
+            owner,
+        )
+        return int(result.split()[-1])
 
     async def release(self, child_id: int, lease: str) -> None:
         """Give the lease back without progress (e.g. on shutdown)."""
