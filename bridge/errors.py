@@ -128,3 +128,32 @@ class NotRegistered(BridgeError):
     """The registry holds no registration under that number: a fact the hand-over corrects."""
 
     code = "not_registered"
+
+
+# --- access -----------------------------------------------------------------------------
+class AccessDenied(BridgeError):
+    """The caller may not do this; HTTP answers 401/403/404 by the subclass."""
+
+    code = "access_denied"
+    status = 403
+
+
+class Unauthenticated(AccessDenied):
+    """No token, or one we do not know (or revoked)."""
+
+    code = "unauthenticated"
+    status = 401
+
+
+class TokenSealed(AccessDenied):
+    """The token went unused for 180 days and is sealed until an operator unseals it."""
+
+    code = "token_sealed"
+    status = 401
+
+
+class Forbidden(AccessDenied):
+    """The token's role may not use this endpoint."""
+
+    code = "forbidden"
+    status = 403

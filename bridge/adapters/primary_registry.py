@@ -72,12 +72,12 @@ class PrimaryRegistry:
     def __init__(self, transport: RegistryTransport) -> None:
         self._t = transport
 
-    async def put_intake(self, intake: IntakeRequest) -> IntakeResult:
-        """B1: register the child; idempotent by a key derived from the body."""
+    async def put_intake(self, intake: IntakeRequest, idempotency_key: str) -> IntakeResult:
+        """B1: register the child; idempotent by *idempotency_key*."""
         body = IntakeBody.from_intake(intake).model_dump(mode="json")
         answer = await self._t.call(
             "intake", "PUT", f"/v1/students/{intake.student_number}/intake",
-            json=body, headers={"Idempotency-Key": intake.idempotency_key},
+            json=body, headers={"Idempotency-Key": idempotency_key},
         )  # fmt: skip
         if answer.status in (200, 201):
             return IntakeResult.model_validate(answer.body)

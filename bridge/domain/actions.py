@@ -25,6 +25,7 @@ class SubmitIntake:
     """B1: register the child under its number for an entry year."""
 
     intake: IntakeRequest
+    idempotency_key: str
 
 
 @dataclass(frozen=True, slots=True)

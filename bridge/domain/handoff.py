@@ -93,6 +93,8 @@ class Handoff:
     verified_file_sha256: str | None = None
     set_aside: SetAside | None = None
     arrival: Arrival | None = None
+    # Bumped whenever a registration is withdrawn or found missing (see idempotency_key).
+    generation: int = 0
 
     # --- deciding ---------------------------------------------------------------------
     def active_set_aside(self, record: ChildRecord) -> SetAside | None:
@@ -125,7 +127,7 @@ class Handoff:
         if current is not None and current.entry_year != intake.entry_year:
             return Withdraw(current.student_number, current.entry_year)
         if current is None or current.terms != intake.terms:
-            return SubmitIntake(intake)
+            return SubmitIntake(intake, intake.idempotency_key(self.generation))
         changes = current.key_info.changes_to(intake.key_info)
         if changes:
             return CorrectKeyInfo(intake.student_number, changes)
@@ -205,7 +207,7 @@ class Handoff:
 
     def withdrawn(self, number: str) -> Handoff:
         """B3 answered 204: nothing stays registered under *number*."""
-        return self._replace(number, None)
+        return dataclasses.replace(self._replace(number, None), generation=self.generation + 1)
 
     def number_changed(self, old: str, new: str, terms: str) -> Handoff:
         """B4 answered 200: the registration now stands under *new*.
@@ -221,7 +223,7 @@ class Handoff:
 
     def registration_missing(self, number: str) -> Handoff:
         """The registry answered not_registered: forget what we thought was there."""
-        return self._replace(number, None)
+        return dataclasses.replace(self._replace(number, None), generation=self.generation + 1)
 
     def arrival_reported(self, number: str) -> Handoff:
         """B6 answered 200: the child is enrolled at the school."""

@@ -90,10 +90,13 @@ class IntakeRequest:
         blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False).encode()
         return hashlib.sha256(blob).hexdigest()
 
-    @property
-    def idempotency_key(self) -> str:
-        """Derived from the body, so every attempt (any instance, any restart) reuses it."""
-        return f"xueji-{self._digest(with_key_info=True)[:48]}"
+    def idempotency_key(self, generation: int) -> str:
+        """Derived from the body, so every attempt (any instance, any restart) reuses it.
+
+        *generation* counts how often this child's registration was withdrawn or found
+        missing: registering it again is a new hand-over and must not replay the old answer.
+        """
+        return f"xueji-{self._digest(with_key_info=True)[:40]}-{generation}"
 
     @property
     def terms(self) -> str:

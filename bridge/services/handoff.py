@@ -104,8 +104,8 @@ class HandoffDriver:
                 content = await self._p.preschool.fetch_record_file(claim)
                 await self._p.files.put(claim.sha256, claim.media_type, content)
                 return h.file_verified(claim.sha256)
-            case SubmitIntake(intake):
-                result = await reg.put_intake(intake)
+            case SubmitIntake(intake, key):
+                result = await reg.put_intake(intake, key)
                 return h.intake_registered(intake, result.school_code)
             case UploadFile(number, sha256, media_type):
                 stored = await self._p.files.content(sha256)

@@ -32,13 +32,18 @@ class Entry:
 class FakeRegistry:
     students: dict[str, Entry] = field(default_factory=dict)
     intakes_created: int = 0
+    # Idempotency keys already answered: a repeat replays the answer and changes nothing.
+    keys_seen: set[str] = field(default_factory=set)
 
     def perform(self, action: Action, record: ChildRecord, handoff: Handoff) -> Handoff:
         """Apply *action* as the registry would, and return the hand-over's new state."""
         match action:
             case FetchFile(claim):
                 return handoff.file_verified(claim.sha256)
-            case SubmitIntake(intake):
+            case SubmitIntake(intake, key):
+                if key in self.keys_seen:
+                    return handoff.intake_registered(intake, intake.requested_school_code)
+                self.keys_seen.add(key)
                 old = self.students.get(intake.student_number)
                 if old is None:
                     self.intakes_created += 1
@@ -48,6 +53,8 @@ class FakeRegistry:
                 )
                 return handoff.intake_registered(intake, intake.requested_school_code)
             case UploadFile(number, sha256, _):
+                if number not in self.students:
+                    return handoff.registration_missing(number)
                 self.students[number].file_sha256 = sha256
                 return handoff.file_delivered(number, sha256)
             case Withdraw(number, _):

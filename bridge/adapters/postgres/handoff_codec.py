@@ -43,6 +43,7 @@ def dump_handoff(h: Handoff) -> dict[str, Any]:
         "arrival": None
         if h.arrival is None
         else {"school_code": h.arrival.school_code, "arrived_on": h.arrival.arrived_on.isoformat()},
+        "generation": h.generation,
     }
 
 
@@ -72,4 +73,5 @@ def load_handoff(d: dict[str, Any]) -> Handoff:
         arrival=None
         if not arrival
         else Arrival(arrival["school_code"], dt.date.fromisoformat(arrival["arrived_on"])),
+        generation=d.get("generation", 0),
     )

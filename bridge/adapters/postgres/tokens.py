@@ -1,0 +1,182 @@
+"""API tokens: issued, listed, rotated, revoked, sealed and unsealed. Only hashes are kept."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import asyncpg
+
+from bridge.domain.access import SEAL_AFTER, Principal, Role
+from bridge.errors import TokenSealed, Unauthenticated
+
+TOKEN_PREFIX = "xj"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A token as shown once, at issue or rotation."""
+
+    token_id: str
+    token: str
+    role: Role
+    scope: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A token as listed (never its secret)."""
+
+    token_id: str
+    role: Role
+    scope: dict[str, str]
+    label: str | None
+    created_at: dt.datetime
+    last_used_at: dt.datetime | None
+    sealed_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+
+    @property
+    def state(self) -> str:
+        """active, sealed or revoked."""
+        if self.revoked_at:
+            return "revoked"
+        return "sealed" if self.sealed_at else "active"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> str:
+    # 256 bits of randomness: a plain sha256 of it cannot be brute-forced, so no slow hash.
+    return secrets.token_urlsafe(32)
+
+
+def _principal(row: asyncpg.Record) -> Principal:
+    return Principal(row["token_id"], Role(row["role"]), row["school_code"], row["county_code"])
+
+
+def _info(row: asyncpg.Record) -> TokenInfo:
+    p = _principal(row)
+    return TokenInfo(
+        p.token_id, p.role, p.scope, row["label"], row["created_at"], row["last_used_at"],
+        row["sealed_at"], row["revoked_at"],
+    )  # fmt: skip
+
+
+class TokenStore:
+    """The api_tokens table."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def issue(
+        self,
+        role: Role,
+        *,
+        school_code: str | None = None,
+        county_code: str | None = None,
+        label: str | None = None,
+    ) -> IssuedToken:
+        """Create a token bound to one role and scope; its secret is returned only now."""
+        if role is Role.SCHOOL and not school_code:
+            raise ValueError("a school token needs --school-code")
+        if role is Role.COUNTY and not county_code:
+            raise ValueError("a county token needs --county-code")
+        token_id = f"tok_{secrets.token_hex(6)}"
+        secret = _new_secret()
+        row = await self._pool.fetchrow(
+            "INSERT INTO api_tokens (token_id, secret_hash, role, school_code, county_code,"
+            " label) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
+            token_id, _hash(secret), role.value,
+            school_code if role is Role.SCHOOL else None,
+            county_code if role is Role.COUNTY else None, label,
+        )  # fmt: skip
+        assert row is not None
+        p = _principal(row)
+        return IssuedToken(token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}", p.role, p.scope)
+
+    async def rotate(self, token_id: str) -> IssuedToken | None:
+        """Give the token a new secret; the old one stops working at once."""
+        secret = _new_secret()
+        row = await self._pool.fetchrow(
+            "UPDATE api_tokens SET secret_hash = $2, rotated_at = now()"
+            " WHERE token_id = $1 AND revoked_at IS NULL RETURNING *",
+            token_id, _hash(secret),
+        )  # fmt: skip
+        if row is None:
+            return None
+        p = _principal(row)
+        return IssuedToken(token_id, f"{TOKEN_PREFIX}_{token_id}_{secret}", p.role, p.scope)
+
+    async def revoke(self, token_id: str) -> bool:
+        """Revoke for good."""
+        result: str = await self._pool.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+            token_id,
+        )
+        return result.endswith(" 1")
+
+    async def unseal(self, token_id: str) -> bool:
+        """Lift a seal; the 180 days count again from now."""
+        result: str = await self._pool.execute(
+            "UPDATE api_tokens SET sealed_at = NULL, last_used_at = now()"
+            " WHERE token_id = $1 AND sealed_at IS NOT NULL AND revoked_at IS NULL",
+            token_id,
+        )
+        return result.endswith(" 1")
+
+    async def seal_unused(self, now: dt.datetime | None = None) -> list[str]:
+        """Seal every active token unused for 180 days; returns their ids."""
+        rows = await self._pool.fetch(
+            "UPDATE api_tokens SET sealed_at = coalesce($1, now())"
+            " WHERE sealed_at IS NULL AND revoked_at IS NULL"
+            " AND coalesce(last_used_at, created_at) <= coalesce($1, now()) - $2::interval"
+            " RETURNING token_id",
+            now, SEAL_AFTER,
+        )  # fmt: skip
+        return [r["token_id"] for r in rows]
+
+    async def list(self) -> list[TokenInfo]:
+        """Every token, newest first."""
+        rows = await self._pool.fetch("SELECT * FROM api_tokens ORDER BY created_at DESC")
+        return [_info(r) for r in rows]
+
+    async def get(self, token_id: str) -> TokenInfo | None:
+        """One token's listing."""
+        row = await self._pool.fetchrow("SELECT * FROM api_tokens WHERE token_id = $1", token_id)
+        return _info(row) if row else None
+
+    async def authenticate(self, token: str) -> Principal:
+        """The principal of a presented token, or Unauthenticated / TokenSealed.
+
+        Sealing is decided here too, so a token past 180 days is refused even before the
+        periodic sealing job has run.
+        """
+        parts = token.split("_")
+        if len(parts) < 4 or parts[0] != TOKEN_PREFIX or parts[1] != "tok":
+            raise Unauthenticated("the token is not a xueji token")
+        token_id, secret = f"tok_{parts[2]}", "_".join(parts[3:])
+        row = await self._pool.fetchrow(
+            "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1 AND sealed_at IS NULL"
+            " AND revoked_at IS NULL AND coalesce(last_used_at, created_at) <= now() - $2::interval"
+            " RETURNING token_id",
+            token_id, SEAL_AFTER,
+        )  # fmt: skip
+        row = await self._pool.fetchrow("SELECT * FROM api_tokens WHERE token_id = $1", token_id)
+        if row is None or row["revoked_at"] is not None:
+            raise Unauthenticated("unknown or revoked token")
+        if not hmac.compare_digest(row["secret_hash"], _hash(secret)):
+            raise Unauthenticated("unknown or revoked token")
+        if row["sealed_at"] is not None:
+            raise TokenSealed("token sealed after 180 days unused; ask an operator to unseal it")
+        await self._pool.execute(
+            "UPDATE api_tokens SET last_used_at = now() WHERE token_id = $1"
+            " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+            token_id,
+        )
+        return _principal(row)

@@ -1,0 +1,1 @@
+"""Stand-in for the preschool and primary/secondary registries (registry-api.md)."""

@@ -1,0 +1,1 @@
+"""Tests of the registries simulator (the other side of the contract)."""
