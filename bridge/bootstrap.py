@@ -14,10 +14,12 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from bridge.adapters.http_transport import RegistryTransport, RetryBudget
+from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.migrate import ensure_database, migrate
 from bridge.adapters.postgres.parked_messages import ParkedMessages
 from bridge.adapters.postgres.record_files import RecordFileStore
+from bridge.adapters.postgres.tokens import TokenStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
 from bridge.domain.retry_policy import RetryPolicy
@@ -71,6 +73,8 @@ class Bridge:
     preschool: PreschoolRegistry
     registry: PrimaryRegistry
     worker: HandoffWorker
+    tokens: TokenStore
+    audit: AuditLog
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     consuming: bool = False
 
@@ -136,7 +140,8 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         )  # fmt: skip
         bridge = Bridge(
             settings, pool, http, amqp, topology, metrics, ledger, files,
-            ParkedMessages(pool), preschool, registry, worker, tasks,
+            ParkedMessages(pool), preschool, registry, worker, TokenStore(pool), AuditLog(pool),
+            tasks,
         )  # fmt: skip
         tasks.append(asyncio.create_task(worker.run(), name="handoff-worker"))
         if consume:

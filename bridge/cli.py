@@ -108,5 +108,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xueji`` console script."""
     args = build_parser().parse_args(argv)
     _configure_logging(Settings().log_level)
-    result: int = args.func(args)
-    return result
+    return int(args.func(args))

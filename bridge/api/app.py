@@ -7,6 +7,8 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from bridge.api.auth import AUDIT, TOKENS
+from bridge.api.problems import problems_middleware
 from bridge.bootstrap import Bridge
 
 BRIDGE = web.AppKey("bridge", Bridge)
@@ -55,8 +57,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(bridge: Bridge) -> web.Application:
     """The aiohttp application of one running bridge."""
-    app = web.Application()
+    app = web.Application(middlewares=[problems_middleware])
     app[BRIDGE] = bridge
+    app[TOKENS] = bridge.tokens
+    app[AUDIT] = bridge.audit
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

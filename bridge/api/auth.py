@@ -1,0 +1,55 @@
+"""Who is calling: the bearer token's principal, checked on every API request."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.adapters.postgres.audit import AuditLog
+from bridge.adapters.postgres.tokens import TokenStore
+from bridge.api.problems import problem
+from bridge.domain.access import Principal, Role
+from bridge.errors import AccessDenied, Forbidden, Unauthenticated
+
+TOKENS = web.AppKey("tokens", TokenStore)
+AUDIT = web.AppKey("audit", AuditLog)
+_PRINCIPAL = "xueji.principal"
+
+
+def remote_of(request: web.Request) -> str | None:
+    """Where the request came from, for the audit log."""
+    return request.remote
+
+
+def denied(exc: AccessDenied) -> web.HTTPException:
+    """The problem response for an access refusal."""
+    return problem(exc.status, exc.code, str(exc))
+
+
+async def authenticate(request: web.Request) -> Principal:
+    """The caller's principal; raises a 401 problem if the token is missing, bad or sealed."""
+    cached = request.get(_PRINCIPAL)
+    if isinstance(cached, Principal):
+        return cached
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    try:
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("send Authorization: Bearer <token>")
+        principal = await request.app[TOKENS].authenticate(token.strip())
+    except AccessDenied as exc:
+        raise denied(exc) from None
+    request[_PRINCIPAL] = principal
+    return principal
+
+
+async def require(request: web.Request, *roles: Role) -> Principal:
+    """The caller's principal, if its role is one of *roles* (403 problem otherwise)."""
+    principal = await authenticate(request)
+    if roles and principal.role not in roles:
+        raise denied(Forbidden("this token's role may not use this endpoint"))
+    return principal
+
+
+async def require_operator(request: web.Request) -> Principal:
+    """County or provincial operator."""
+    return await require(request, Role.COUNTY, Role.PROVINCE)

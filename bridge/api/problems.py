@@ -1,0 +1,58 @@
+"""RFC 9457 problem details: every error the HTTP API gives, in one shape."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_BASE = "urn:xueji:problem:"
+
+
+def problem(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
+    """An exception whose response is a problem+json body with a stable code.
+
+    ``code`` and ``message`` sit beside RFC 9457's ``type``/``title``/``detail`` so that
+    clients written against the registries' ``{"code", "message"}`` errors work too.
+    """
+    body = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": code.replace("_", " "),
+        "status": status,
+        "detail": message,
+        "code": code,
+        "message": message,
+        **extra,
+    }
+    exc_class = web.HTTPException
+    for cls in (web.HTTPClientError, web.HTTPServerError):
+        for sub in cls.__subclasses__():
+            if getattr(sub, "status_code", None) == status:
+                exc_class = sub
+    exc = exc_class(text=orjson.dumps(body).decode(), content_type=PROBLEM_JSON)
+    if exc_class is web.HTTPException:
+        exc.set_status(status)
+    return exc
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn aiohttp's own errors (404 route, 405, bad JSON) into problem+json as well."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.content_type == PROBLEM_JSON or exc.status < 400:
+            raise
+        raise problem(exc.status, _code_for(exc.status), exc.reason) from None
+
+
+def _code_for(status: int) -> str:
+    return {
+        400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+        405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",
+        422: "invalid", 429: "too_many_requests",
+    }.get(status, "error" if status < 500 else "server_error")  # fmt: skip
