@@ -35,5 +35,19 @@ typecheck: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
+## Benchmarks (not part of the test run): hand-over beside its baselines, then the soak.
+## Sizes: BENCH_N events per hand-over run, SOAK_N events at SOAK_RATE per second.
+BENCH_N    ?= $(N)
+SOAK_N     ?= 1000000
+SOAK_RATE  ?= 200
+BENCH_ARGS ?=
+bench: venv services
+	$(BIN)/python -m bench.handoff --n $(BENCH_N) $(BENCH_ARGS)
+	$(BIN)/python -m bench.soak --n $(SOAK_N) --rate $(SOAK_RATE)
+
+## The fault suite at full size (CI runs it small): make faults N=100000
+faults: venv services
+	XUEJI_FAULTS_N=$(N) $(BIN)/python -m pytest tests/faults -s -o timeout=0
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -26,6 +26,7 @@ from bridge.domain.retry_policy import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.services.handoff import HandoffDriver, HandoffPorts
 from bridge.services.handoff_worker import HandoffWorker
+from bridge.services.sealing import run_sealing
 from bridge.settings import Settings
 from consumers.events import EventConsumer
 from consumers.parked import ParkedRecorder
@@ -37,6 +38,11 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
+    # A server restart cuts connections mid-statement (AdminShutdownError) and can leave a
+    # pooled connection confused about its state (InternalClientError); both pass, found
+    # by tests/faults.
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
 )
@@ -51,10 +57,19 @@ async def open_pool(settings: Settings) -> asyncpg.Pool:
     finally:
         await conn.close()
     pool = await asyncpg.create_pool(
-        settings.database_url, min_size=2, max_size=settings.db_pool_size
+        settings.database_url, min_size=2, max_size=settings.db_pool_size, reset=_keep_session
     )
     assert pool is not None
     return pool
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Hand a connection back to the pool as it is.
+
+    asyncpg's default reset costs a round trip per release (RESET ALL, UNLISTEN *, ...);
+    the bridge sets no session state, and code taking a session advisory lock releases
+    it itself. Open transactions are still rolled back by the pool.
+    """
 
 
 @dataclass
@@ -144,6 +159,9 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             tasks,
         )  # fmt: skip
         tasks.append(asyncio.create_task(worker.run(), name="handoff-worker"))
+        tasks.append(asyncio.create_task(run_sealing(bridge.tokens, bridge.audit), name="sealing"))
+        if settings.reconcile_interval_s > 0:
+            tasks.append(asyncio.create_task(_reconcile_on_schedule(bridge), name="reconcile"))
         if consume:
             consumer = EventConsumer(
                 ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_ERRORS
@@ -152,6 +170,12 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             await topology.parked_queue.consume(ParkedRecorder(bridge.parked))
             bridge.consuming = True
         yield bridge
+
+
+async def _reconcile_on_schedule(bridge: Bridge) -> None:
+    from bridge.operations import operations_for, reconcile_on_schedule
+
+    await reconcile_on_schedule(operations_for(bridge))
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:

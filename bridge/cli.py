@@ -10,6 +10,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bridge.cli_operator import register_operator_commands
+from bridge.cli_tokens import register_access_commands
 from bridge.settings import Settings
 
 
@@ -63,7 +65,13 @@ async def _migrate(settings: Settings) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    asyncio.run(_run(Settings()))
+    settings = Settings()
+    if settings.event_loop == "uvloop":  # optional: fewer CPU cycles per I/O (bench/)
+        import uvloop
+
+        uvloop.run(_run(settings))
+    else:
+        asyncio.run(_run(settings))
     return 0
 
 
@@ -73,7 +81,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.__main__ import main as simulate
+    from simulator.app import main as simulate
 
     return simulate(args.rest)
 
@@ -81,7 +89,15 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    return asyncio.run(run_demo(Settings(), children=args.children, seed=args.seed))
+    return asyncio.run(
+        run_demo(
+            Settings(),
+            children=args.children,
+            seed=args.seed,
+            external=args.external,
+            simulator_url=args.simulator_url,
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulator + bridge + a cohort, end to end")
     demo.add_argument("--children", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=2026)
+    demo.add_argument(
+        "--external", action="store_true",
+        help="use a bridge already running (BRIDGE_* settings) instead of starting one",
+    )  # fmt: skip
+    demo.add_argument("--simulator-url", help="a running simulator instead of an in-process one")
     demo.set_defaults(func=_cmd_demo)
+    register_access_commands(sub)
+    register_operator_commands(sub)
     return parser
 
 

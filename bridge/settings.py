@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -41,3 +42,17 @@ class Settings(BaseSettings):
     retry_base_s: float = 1.0
     retry_max_s: float = 600.0
     log_level: str = "INFO"
+    event_loop: Literal["asyncio", "uvloop"] = "asyncio"  # uvloop needs the package installed
+
+    # Reconciliation (issue #6). Interval 0: only on demand. Entry years: comma-separated;
+    # empty means the cohort starting school this calendar year.
+    reconcile_interval_s: float = 0.0
+    reconcile_entry_years: str = ""
+    reconcile_page_size: int = 5000
+    reconcile_max_repairs: int = 5000
+    reconcile_keep_runs: int = 20
+    overdue_working_days: int = 10
+    file_not_pulled_working_days: int = 5
+    not_arrived_working_days: int = 5
+    term_start: str = "09-01"
+    console_session_hours: float = 8.0

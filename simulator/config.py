@@ -22,6 +22,9 @@ class SimConfig:
     registry_token: str = "dev-registry-token"
     preschool_token: str = "dev-preschool-token"
     db_pool_max: int = 10
+    # Admin endpoints answer loopback only, unless the simulator sits on a private
+    # network with its clients (docker compose): then SIM_ADMIN_OPEN=1.
+    admin_open: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SimConfig:
@@ -36,4 +39,5 @@ class SimConfig:
             registry_token=env.get("SIM_REGISTRY_TOKEN", "dev-registry-token"),
             preschool_token=env.get("SIM_PRESCHOOL_TOKEN", "dev-preschool-token"),
             db_pool_max=int(env.get("SIM_DB_POOL_MAX", "10")),
+            admin_open=env.get("SIM_ADMIN_OPEN", "") in ("1", "true", "yes"),
         )

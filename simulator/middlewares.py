@@ -103,7 +103,7 @@ async def check_access(request: web.Request, handler: Handler) -> web.StreamResp
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
             return error(401, "unauthorized", "missing or wrong bearer token")
-    elif request.path.startswith("/_sim/"):
+    elif request.path.startswith("/_sim/") and not rt.config.admin_open:
         remote = request.remote or ""
         try:
             loopback = ipaddress.ip_address(remote).is_loopback

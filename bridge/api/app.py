@@ -8,7 +8,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bridge.api.auth import AUDIT, TOKENS
+from bridge.api.openapi import add_openapi_routes
+from bridge.api.operator import add_operator_api
+from bridge.api.operators_audit import add_audit_routes
 from bridge.api.problems import problems_middleware
+from bridge.api.schools import add_school_api
 from bridge.bootstrap import Bridge
 
 BRIDGE = web.AppKey("bridge", Bridge)
@@ -64,4 +68,8 @@ def create_app(bridge: Bridge) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_school_api(app, bridge)
+    add_audit_routes(app)
+    add_openapi_routes(app)
+    add_operator_api(app, bridge)
     return app

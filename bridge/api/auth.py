@@ -12,7 +12,7 @@ from bridge.errors import AccessDenied, Forbidden, Unauthenticated
 
 TOKENS = web.AppKey("tokens", TokenStore)
 AUDIT = web.AppKey("audit", AuditLog)
-_PRINCIPAL = "xueji.principal"
+_PRINCIPAL = web.RequestKey("xueji.principal", Principal)
 
 
 def remote_of(request: web.Request) -> str | None:

@@ -47,7 +47,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException as exc:
         if exc.content_type == PROBLEM_JSON or exc.status < 400:
             raise
-        raise problem(exc.status, _code_for(exc.status), exc.reason) from None
+        refusal = problem(exc.status, _code_for(exc.status), exc.reason)
+        if "Allow" in exc.headers:  # 405 must say which methods the resource has
+            refusal.headers["Allow"] = exc.headers["Allow"]
+        raise refusal from None
 
 
 def _code_for(status: int) -> str:

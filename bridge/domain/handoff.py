@@ -243,5 +243,11 @@ class Handoff:
         )
 
     def released(self) -> Handoff:
-        """An operator's retry: decide again from the facts."""
-        return dataclasses.replace(self, set_aside=None)
+        """An operator's retry: decide again from the facts.
+
+        The registry replays its stored answer to a key it has seen (registry-api.md B1),
+        so asking again under the old key would only repeat the refusal: the retry asks
+        under a new generation. That cannot register twice: the registry keys people by
+        number and identity, and answers 200 to the same number with the same data.
+        """
+        return dataclasses.replace(self, set_aside=None, generation=self.generation + 1)

@@ -58,13 +58,18 @@ class HandoffDriver:
         state = await self._p.ledger.load(child_id)
         if state is None:
             return  # merged into another child meanwhile
+        # Record files fetched in this drive: uploading them next needs no trip to the store.
+        fetched: dict[str, bytes] = {}
         try:
-            for _ in range(MAX_STEPS_PER_LEASE):
+            for step in range(MAX_STEPS_PER_LEASE):
                 action = state.handoff.next_action(state.record)
                 if action is None:
-                    await self._p.ledger.save(state, state.handoff, lease)
+                    if step == 0:  # leased with nothing to do: give the lease back
+                        await self._p.ledger.save(state, state.handoff, lease)
+                    # Otherwise the last save found no work left and released the lease:
+                    # saving again would only find the lease gone.
                     return
-                state, more = await self._step(state, action, lease)
+                state, more = await self._step(state, action, lease, fetched)
                 if not more:
                     return
             # Too many steps: let the ledger hand the child out again later.
@@ -75,11 +80,13 @@ class HandoffDriver:
         except LeaseLost:
             log.warning("lease lost for child %s; another instance goes on", child_id)
 
-    async def _step(self, state: ChildState, action: Action, lease: str) -> tuple[ChildState, bool]:
+    async def _step(
+        self, state: ChildState, action: Action, lease: str, fetched: dict[str, bytes]
+    ) -> tuple[ChildState, bool]:
         calls = start_journal()
         record = state.record
         try:
-            handoff = await self._perform(action, state)
+            handoff = await self._perform(action, state, fetched)
         except NeedsOperator as exc:
             reason = SetAsideReason(exc.code)
             self._p.metrics.set_aside.labels(reason.value).inc()
@@ -96,19 +103,22 @@ class HandoffDriver:
         new_state = await self._p.ledger.save(state, handoff, lease, calls=calls)
         return new_state, True
 
-    async def _perform(self, action: Action, state: ChildState) -> Handoff:
+    async def _perform(
+        self, action: Action, state: ChildState, fetched: dict[str, bytes]
+    ) -> Handoff:
         """Carry out *action*; return the hand-over as it stands afterwards."""
         h, record, reg = state.handoff, state.record, self._p.registry
         match action:
             case FetchFile(claim):
                 content = await self._p.preschool.fetch_record_file(claim)
                 await self._p.files.put(claim.sha256, claim.media_type, content)
+                fetched[claim.sha256] = content
                 return h.file_verified(claim.sha256)
             case SubmitIntake(intake, key):
                 result = await reg.put_intake(intake, key)
                 return h.intake_registered(intake, result.school_code)
             case UploadFile(number, sha256, media_type):
-                stored = await self._p.files.content(sha256)
+                stored = fetched.get(sha256) or await self._p.files.content(sha256)
                 if stored is None:  # the store lost it? fetch it again
                     return h.file_verified("")
                 try:

@@ -47,6 +47,13 @@ def dump_handoff(h: Handoff) -> dict[str, Any]:
     }
 
 
+def load_arrival(d: dict[str, str] | None) -> Arrival | None:
+    """The arrival part of a dumped hand-over (None when no school reported one)."""
+    if not d:
+        return None
+    return Arrival(d["school_code"], dt.date.fromisoformat(d["arrived_on"]))
+
+
 def load_handoff(d: dict[str, Any]) -> Handoff:
     """Inverse of dump_handoff; an empty dict is a fresh hand-over."""
     if not d:
@@ -70,8 +77,6 @@ def load_handoff(d: dict[str, Any]) -> Handoff:
         set_aside=None
         if not aside
         else SetAside(SetAsideReason(aside["reason"]), aside["detail"], aside["at_childseq"]),
-        arrival=None
-        if not arrival
-        else Arrival(arrival["school_code"], dt.date.fromisoformat(arrival["arrived_on"])),
+        arrival=load_arrival(arrival),
         generation=d.get("generation", 0),
     )

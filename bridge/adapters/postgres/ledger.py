@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,12 +13,17 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.connection import Connection
-from bridge.adapters.postgres.handoff_codec import dump_handoff, load_handoff
+from bridge.adapters.postgres.handoff_codec import dump_handoff, load_arrival, load_handoff
+from bridge.adapters.postgres.ledger_fast import (
+    PARSED,
+    record_first_event,
+    save_if_unchanged,
+    save_statement,
+)
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Handoff, Phase, Registration
+from bridge.domain.handoff import Arrival, Handoff, Phase, Registration
 from bridge.errors import LeaseLost
-from schemas.events import parse_event
 
 # Concurrent first events of one child race to create it; the loser simply tries again.
 _RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
@@ -90,6 +95,9 @@ def _derived_args(child_id: int, d: dict[str, Any]) -> list[Any]:
     ]  # fmt: skip
 
 
+_SAVE_IF_UNCHANGED = save_statement(_UPDATE_DERIVED)
+
+
 class Ledger:
     """Per-child ledger; every method is one transaction."""
 
@@ -107,9 +115,28 @@ class Ledger:
             retry=retry_if_exception_type(_RACES), stop=stop_after_attempt(5), reraise=True
         ):
             with attempt:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    return await self._record_event(conn, event, raw)
+                async with self._pool.acquire() as conn:
+                    PARSED.remember(raw, event)
+                    first = await self._record_first_event(conn, event, raw)
+                    if first is not None:
+                        return first
+                    async with conn.transaction():
+                        return await self._record_event(conn, event, raw)
         raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _record_first_event(
+        conn: Connection, event: ChildEvent, raw: bytes
+    ) -> RecordedEvent | None:
+        """One round trip for the common case: the first event of an unknown child."""
+        record = fold([event])
+        derived = _derived(record, Handoff())
+        child_id = await record_first_event(
+            conn, event, raw, _derived_args(0, derived), derived["has_work"]
+        )
+        if child_id is None:
+            return None
+        return RecordedEvent(child_id=child_id, duplicate=False, phase=Phase(derived["phase"]))
 
     async def _record_event(self, conn: Connection, event: ChildEvent, raw: bytes) -> RecordedEvent:
         known = await conn.fetchval(
@@ -195,7 +222,7 @@ class Ledger:
     @staticmethod
     async def _fold(conn: Connection, child_id: int) -> ChildRecord:
         bodies = await conn.fetch("SELECT body FROM child_events WHERE child_id = $1", child_id)
-        return fold(parse_event(r["body"]) for r in bodies)
+        return fold(PARSED.parse(r["body"]) for r in bodies)
 
     # --- hand-over work -----------------------------------------------------------------
     async def claim_due(self, owner: str, limit: int) -> list[tuple[int, str]]:
@@ -218,13 +245,15 @@ class Ledger:
 
     async def load(self, child_id: int) -> ChildState | None:
         """The child's record and hand-over, or None if it is gone (merged)."""
-        async with self._pool.acquire() as conn:
-            row = await conn.fetchrow(
-                "SELECT handoff, attempts FROM children WHERE child_id = $1", child_id
-            )
-            if row is None:
-                return None
-            record = await self._fold(conn, child_id)
+        row = await self._pool.fetchrow(
+            "SELECT handoff, attempts,"
+            " ARRAY(SELECT body FROM child_events e WHERE e.child_id = c.child_id) AS bodies"
+            " FROM children c WHERE child_id = $1",
+            child_id,
+        )
+        if row is None:
+            return None
+        record = fold(PARSED.parse(body) for body in row["bodies"])
         return ChildState(
             child_id, record, load_handoff(json.loads(row["handoff"])), row["attempts"]
         )
@@ -246,13 +275,24 @@ class Ledger:
         Events may have arrived meanwhile: the record is refolded then, so what is left to
         do is judged against the newest facts.
         """
+        fast = await self._save_if_unchanged(
+            state, handoff, lease, calls=calls, retry_at=retry_at, last_error=last_error
+        )
+        if fast is not None:
+            return fast
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT lease_owner, last_childseq FROM children WHERE child_id = $1 FOR UPDATE",
+                "SELECT lease_owner, last_childseq, handoff -> 'arrival' AS arrival"
+                " FROM children WHERE child_id = $1 FOR UPDATE",
                 state.child_id,
             )
             if row is None or row["lease_owner"] != lease:
                 raise LeaseLost("another instance holds this child now")
+            # A school may have reported the arrival while we worked: the driver never
+            # changes the arrival, so the stored one is the newest and must survive.
+            stored_arrival = load_arrival(json.loads(row["arrival"] or "null"))
+            if stored_arrival is not None and stored_arrival != handoff.arrival:
+                handoff = handoff.arrival_requested(stored_arrival)
             record = state.record
             if row["last_childseq"] != record.last_childseq:
                 record = await self._fold(conn, state.child_id)
@@ -284,6 +324,31 @@ class Ledger:
                 )
         return ChildState(state.child_id, record, handoff, attempts)
 
+    async def _save_if_unchanged(
+        self,
+        state: ChildState,
+        handoff: Handoff,
+        lease: str,
+        *,
+        calls: Sequence[RegistryCall],
+        retry_at: dt.datetime | None,
+        last_error: str | None,
+    ) -> ChildState | None:
+        """save() in one statement when nothing changed under us; None: take the long way."""
+        derived = _derived(state.record, handoff)
+        attempts = state.attempts + 1 if retry_at else 0
+        done = retry_at is None and not derived["has_work"]
+        arrival = dump_handoff(handoff)["arrival"]
+        async with self._pool.acquire() as conn:
+            saved = await save_if_unchanged(
+                conn, _SAVE_IF_UNCHANGED, _derived_args(state.child_id, derived),
+                attempts=attempts, last_error=last_error, retry_at=retry_at,
+                has_work=derived["has_work"], release=done or retry_at is not None,
+                lease_s=self._lease_s, lease=lease, last_childseq=state.record.last_childseq,
+                arrival=arrival, calls=calls,
+            )  # fmt: skip
+        return ChildState(state.child_id, state.record, handoff, attempts) if saved else None
+
     async def release_instance_leases(self, owner: str) -> int:
         """Free leases an earlier run of this same instance held when it died."""
         result: str = await self._pool.execute(
@@ -300,6 +365,58 @@ class Ledger:
             "WHERE child_id = $1 AND lease_owner = $2",
             child_id, lease,
         )  # fmt: skip
+
+    # --- school reports -----------------------------------------------------------------
+    async def request_arrival(self, child_id: int, arrival: Arrival) -> ChildState | None:
+        """Put a school's arrival report on the hand-over and make B6 due now.
+
+        Under the row lock, in one transaction: the worker then performs B6 with the same
+        durable retries as every registry call, and a worker saving meanwhile keeps it.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT handoff, attempts FROM children WHERE child_id = $1 FOR UPDATE", child_id
+            )
+            if row is None:
+                return None
+            record = await self._fold(conn, child_id)
+            handoff = load_handoff(json.loads(row["handoff"])).arrival_requested(arrival)
+            derived = _derived(record, handoff)
+            await conn.execute(_UPDATE_DERIVED, *_derived_args(child_id, derived))
+            if derived["has_work"]:
+                await conn.execute(
+                    "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
+                )
+        return ChildState(child_id, record, handoff, row["attempts"])
+
+    async def amend(
+        self, child_id: int, change: Callable[[ChildRecord, Handoff], Handoff | None]
+    ) -> Phase | None:
+        """Apply an operator's or a repair's *change* under the row lock and make it due now.
+
+        Returns the new phase; None if the child is gone, leased by a worker right now (its
+        save would overwrite the change: try again later), or *change* declined.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT handoff, lease_until > now() AS leased FROM children"
+                " WHERE child_id = $1 FOR UPDATE",
+                child_id,
+            )
+            if row is None or row["leased"]:
+                return None
+            record = await self._fold(conn, child_id)
+            handoff = change(record, load_handoff(json.loads(row["handoff"])))
+            if handoff is None:
+                return None
+            derived = _derived(record, handoff)
+            await conn.execute(_UPDATE_DERIVED, *_derived_args(child_id, derived))
+            await conn.execute(
+                "UPDATE children SET attempts = 0, last_error = NULL,"
+                " next_attempt_at = CASE WHEN $2 THEN now() ELSE NULL END WHERE child_id = $1",
+                child_id, derived["has_work"],
+            )  # fmt: skip
+            return Phase(derived["phase"])
 
     # --- lookups ------------------------------------------------------------------------
     async def child_id_for(self, student_number: str) -> int | None:
@@ -338,4 +455,24 @@ class Ledger:
         value: int = await self._pool.fetchval(
             "SELECT count(*) FROM children WHERE status = 'deferred' AND deferred_until < now()"
         )
+        return value
+
+    async def event_counts(self) -> dict[str, int]:
+        """Events recorded, by type."""
+        rows = await self._pool.fetch(
+            "SELECT event_type, count(*) AS n FROM child_events GROUP BY event_type"
+        )
+        return {r["event_type"]: r["n"] for r in rows}
+
+    async def children_with_former_numbers(self) -> int:
+        """Children the ledger followed from one number to another."""
+        value: int = await self._pool.fetchval(
+            "SELECT count(*) FROM (SELECT child_id FROM child_numbers GROUP BY child_id"
+            " HAVING count(*) > 1) AS renumbered"
+        )
+        return value
+
+    async def events_recorded(self) -> int:
+        """Distinct events in the inbox."""
+        value: int = await self._pool.fetchval("SELECT count(*) FROM inbox")
         return value

@@ -1,0 +1,278 @@
+"""Record file downloads, one file (with ETag, 304 and ranges) or many as a streamed ZIP.
+
+Bytes come from the store in chunks and go out as they come: a file or an archive is
+never held whole in memory. Every download is kept as a receipt and audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import re
+import zipfile
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import IO, cast
+
+import orjson
+from aiohttp import web
+
+from bridge.adapters.postgres.school_pulls import ChildView, ListQuery
+from bridge.api.auth import authenticate, remote_of
+from bridge.api.problems import problem
+from bridge.api.schools import (
+    SCHOOL_API,
+    SchoolApi,
+    child_in_scope,
+    int_param,
+    not_found,
+    only_params,
+    school_in_scope,
+)
+from bridge.domain.access import Principal
+
+# Large enough that a few-MB file is a handful of queries, small enough to keep memory flat.
+CHUNK_BYTES = 256 * 1024
+# Children per query while building an archive.
+ZIP_PAGE = 200
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_EXTENSIONS = {"application/json": ".json", "application/pdf": ".pdf"}
+
+
+def repr_digest(sha256_hex: str) -> str:
+    """RFC 9530 sha-256 digest field value."""
+    return f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"
+
+
+def etag_matches(header: str, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2)."""
+    for candidate in header.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """Inclusive first and last byte."""
+
+    first: int
+    last: int
+
+
+class Unsatisfiable(Exception):
+    """The range lies outside the file."""
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """One `bytes=` range, or None to send the whole file.
+
+    Several ranges, or a header we cannot read, are ignored: RFC 9110 lets a server
+    answer with the whole representation, which every client handles.
+    """
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise Unsatisfiable
+        return ByteRange(max(0, size - n), size - 1)
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size:
+        raise Unsatisfiable
+    if end < start:
+        return None
+    return ByteRange(start, end)
+
+
+def _shielded(coro: Awaitable[None]) -> Awaitable[None]:
+    # Bookkeeping must finish even if the client went away and the handler is cancelled.
+    return asyncio.shield(asyncio.ensure_future(coro))
+
+
+async def _bookkeep(
+    api: SchoolApi,
+    principal: Principal,
+    child: ChildView,
+    *,
+    via: str,
+    span: ByteRange | None,
+    sent: int,
+    complete: bool,
+    outcome: str,
+    remote: str | None,
+) -> None:
+    await api.pulls.record_download(
+        principal, child, via=via, range_start=span.first if span else None,
+        range_end=span.last if span else None, bytes_sent=sent, complete=complete,
+        outcome=outcome, remote=remote,
+    )  # fmt: skip
+
+
+async def get_record_file(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/handoffs/{student_number}/record-file`."""
+    principal = await authenticate(request)
+    child = await child_in_scope(request, principal, "record_file.read")
+    only_params(request)
+    if child.file_sha256 is None or child.file_size is None:
+        raise not_found()
+    api = request.app[SCHOOL_API]
+    remote = remote_of(request)
+    sha, size = child.file_sha256, child.file_size
+    etag = f'"{sha}"'
+    headers = {
+        "ETag": etag,
+        "Repr-Digest": repr_digest(sha),
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+    }
+    if etag_matches(request.headers.get("If-None-Match", ""), etag):
+        await _bookkeep(
+            api, principal, child, via="not_modified", span=None, sent=0, complete=True,
+            outcome="not_modified", remote=remote,
+        )  # fmt: skip
+        return web.Response(status=304, headers=headers)
+    range_header = request.headers.get("Range")
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None  # the client's partial copy is of another version: send it all
+    try:
+        span = parse_range(range_header, size)
+    except Unsatisfiable:
+        exc = problem(416, "range_not_satisfiable", f"the file has {size} bytes")
+        exc.headers["Content-Range"] = f"bytes */{size}"
+        raise exc from None
+    first, last = (span.first, span.last) if span else (0, size - 1)
+    if span:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    else:
+        headers["Content-Digest"] = repr_digest(sha)  # the content is the whole file here
+    response = web.StreamResponse(status=206 if span else 200, headers=headers)
+    response.content_type = child.file_media_type or "application/octet-stream"
+    response.content_length = last - first + 1
+    sent = 0
+    try:
+        await response.prepare(request)
+        pos = first
+        while pos <= last:
+            data = await api.files.chunk(sha, pos, min(CHUNK_BYTES, last + 1 - pos))
+            if not data:
+                raise RuntimeError("stored record file is shorter than recorded")
+            await response.write(data)
+            pos += len(data)
+            sent += len(data)
+        await response.write_eof()
+    finally:
+        done = sent == last - first + 1
+        await _shielded(
+            _bookkeep(
+                api, principal, child, via="file", span=span, sent=sent,
+                complete=done and last == size - 1,
+                outcome=("partial" if span else "ok") if done else "aborted", remote=remote,
+            )
+        )  # fmt: skip
+    return response
+
+
+class _Sink:
+    """A write-only, unseekable file for zipfile; the handler drains it after each write."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self._buffer += data
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> bytes:
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+
+def _entry_name(child: ChildView) -> str:
+    return child.student_number + _EXTENSIONS.get(child.file_media_type or "", ".bin")
+
+
+async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
+    """`GET /v1/schools/{school_code}/record-files.zip?entry_year=`."""
+    principal = await authenticate(request)
+    school_code = request.match_info["school_code"]
+    school_in_scope(principal, school_code)
+    only_params(request, "entry_year")
+    entry_year = int_param(request, "entry_year", 2000, 2100)
+    api = request.app[SCHOOL_API]
+    remote = remote_of(request)
+    name = f"record-files-{school_code}-{entry_year or 'all'}.zip"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "private, no-cache",
+        }
+    )
+    await response.prepare(request)
+    sink = _Sink()
+    # Stored, not deflated: compressing hundreds of files would hold up the event loop,
+    # and the attachments inside record files are compressed already.
+    archive = zipfile.ZipFile(cast(IO[bytes], sink), "w", zipfile.ZIP_STORED, allowZip64=True)
+    stamp = dt.datetime.now().timetuple()[:6]
+    manifest: list[dict[str, object]] = []
+    after = 0
+    while True:
+        page = await api.pulls.school_children(
+            principal,
+            ListQuery(school_code=school_code, entry_year=entry_year, after_child_id=after,
+                      limit=ZIP_PAGE),
+        )  # fmt: skip
+        for child in page[:ZIP_PAGE]:
+            if child.file_sha256 is None or child.file_size is None:
+                continue
+            entry = zipfile.ZipInfo(_entry_name(child), date_time=stamp)
+            digest = hashlib.sha256()
+            sent = 0
+            with archive.open(entry, "w", force_zip64=child.file_size >= 2**31) as out:
+                while sent < child.file_size:
+                    size = min(CHUNK_BYTES, child.file_size - sent)
+                    data = await api.files.chunk(child.file_sha256, sent, size)
+                    if not data:
+                        raise RuntimeError("stored record file is shorter than recorded")
+                    out.write(data)
+                    digest.update(data)
+                    sent += len(data)
+                    await response.write(sink.take())
+            await response.write(sink.take())
+            manifest.append({
+                "name": entry.filename, "student_number": child.student_number,
+                "sha256": digest.hexdigest(), "size": sent,
+                "media_type": child.file_media_type,
+            })  # fmt: skip
+            await _shielded(
+                _bookkeep(
+                    api, principal, child, via="zip", span=None, sent=sent, complete=True,
+                    outcome="ok", remote=remote,
+                )
+            )  # fmt: skip
+        if len(page) <= ZIP_PAGE:
+            break
+        after = page[ZIP_PAGE - 1].child_id
+    body = {"school_code": school_code, "entry_year": entry_year, "files": manifest}
+    archive.writestr(
+        zipfile.ZipInfo("manifest.json", date_time=stamp),
+        orjson.dumps(body, option=orjson.OPT_INDENT_2),
+    )
+    archive.close()
+    await response.write(sink.take())
+    await response.write_eof()
+    return response

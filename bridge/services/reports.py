@@ -1,0 +1,152 @@
+"""Reports of a reconciliation run: streamed JSON for the data centre, de-identified CSV outward.
+
+The JSON report lists every student number of every category; a cohort of 1.5 million
+children makes it large, so it is produced in chunks from a database cursor.
+Anything that leaves the data centre goes as CSV with masked numbers and a pseudonymous
+key (HMAC of the number under a key that stays here), never a raw identity number.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+from collections.abc import AsyncIterator, Iterable
+
+import asyncpg
+import orjson
+
+from bridge.adapters.postgres.reconciliation_store import (
+    ALL,
+    Item,
+    ReconciliationStore,
+    RunInfo,
+    Scope,
+)
+from bridge.domain.reconciliation import CATEGORIES, Category
+from bridge.domain.student_number import mask
+
+
+def run_summary(run: RunInfo) -> dict[str, object]:
+    """The run's header fields."""
+    return {
+        "entry_year": run.entry_year,
+        "run_id": run.run_id,
+        "status": run.status,
+        "trigger": run.trigger,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "as_of": run.as_of.isoformat(),
+        "provisional": run.provisional,
+        "sides": run.sides,
+        "repairs": run.repairs,
+    }
+
+
+async def report_json(
+    store: ReconciliationStore, run: RunInfo, scope: Scope = ALL
+) -> AsyncIterator[bytes]:
+    """The run's report as one JSON object, in chunks.
+
+    ``{"entry_year", "run_id", "finished_at", ..., "changes": {NAME: {"new", "resolved"}},
+    "categories": {NAME: {"count", "student_numbers"}}}`` with every category present.
+    """
+    head = run_summary(run)
+    head["previous_run_id"] = await store.previous(run)
+    head["scope"] = {"county_code": scope.county_code, "kindergarten_code": scope.kindergarten_code}
+    head["labels"] = {c.value: {"zh": i.zh, "en": i.en} for c, i in CATEGORIES.items()}
+    changes = await store.changes(run, scope)
+    head["changes"] = {
+        c.value: {
+            "new": changes.get(c.value, {}).get("new", []),
+            "resolved": changes.get(c.value, {}).get("resolved", []),
+        }
+        for c in Category
+        if c is not Category.MATCHED
+    }
+    counts = await store.counts(run, scope)
+    yield orjson.dumps(head)[:-1] + b',"categories":{'
+    for i, category in enumerate(Category):
+        prefix = b"," if i else b""
+        yield (
+            prefix
+            + orjson.dumps(category.value)
+            + b':{"count":%d,"student_numbers":[' % (counts.get(category.value, 0))
+        )
+        first = True
+        async for batch in store.numbers(run, category.value, scope):
+            chunk = orjson.dumps(batch)[1:-1]
+            yield (b"" if first else b",") + chunk
+            first = False
+        yield b"]}"
+    yield b"}}"
+
+
+async def pseudonym_key(pool: asyncpg.Pool) -> bytes:
+    """The key of export pseudonyms (made by migration 005; never leaves the database)."""
+    value: str = await pool.fetchval(
+        "SELECT value FROM operator_secrets WHERE name = 'export_pseudonym_key'"
+    )
+    return value.encode()
+
+
+def pseudonym(key: bytes, student_number: str) -> str:
+    """A stable key for a child that reveals nothing of its number."""
+    return hmac.new(key, student_number.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+CSV_COLUMNS = (
+    "category", "category_zh", "child_key", "student_number_masked", "county_code",
+    "kindergarten_code", "school_code", "since", "new", "detail",
+)  # fmt: skip
+_NUMBER_DETAIL = {"other_numbers", "existing_student_number"}
+
+
+def _detail_out(detail: dict[str, str]) -> str:
+    parts = []
+    for k, v in sorted(detail.items()):
+        if k in _NUMBER_DETAIL:
+            v = " ".join(mask(x) for x in v.split())
+        parts.append(f"{k}={v}")
+    return "; ".join(parts)
+
+
+def items_csv(items: Iterable[Item], key: bytes, *, header: bool = True) -> str:
+    """De-identified CSV rows of *items*."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if header:
+        writer.writerow(CSV_COLUMNS)
+    for item in items:
+        info = next((i for c, i in CATEGORIES.items() if c.value == item.category), None)
+        writer.writerow([
+            item.category, info.zh if info else "", pseudonym(key, item.student_number),
+            mask(item.student_number), item.county_code or "", item.kindergarten_code or "",
+            item.school_code or "", item.since.isoformat() if item.since else "",
+            "yes" if item.new else "", _detail_out(item.detail),
+        ])  # fmt: skip
+    return out.getvalue()
+
+
+async def export_csv(
+    store: ReconciliationStore,
+    pool: asyncpg.Pool,
+    run: RunInfo,
+    *,
+    categories: list[str] | None,
+    scope: Scope,
+    new_only: bool = False,
+    page: int = 5000,
+) -> AsyncIterator[str]:
+    """A de-identified CSV of findings, page by page."""
+    key = await pseudonym_key(pool)
+    offset = 0
+    while True:
+        items = await store.items(
+            run, categories=categories, scope=scope, new_only=new_only, limit=page, offset=offset
+        )
+        yield items_csv(items, key, header=offset == 0)
+        if len(items) < page:
+            return
+        offset += page

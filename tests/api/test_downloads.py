@@ -1,0 +1,196 @@
+"""Record files leave the bridge intact: whole, in ranges, conditionally and as a ZIP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+
+import orjson
+import pytest
+
+from simulator.cohort import CohortChild
+from tests.support.school_api import (
+    ENTRY_YEAR,
+    SAME_COUNTY_SCHOOL,
+    SCHOOL,
+    SchoolApiEnv,
+    graduation,
+)
+
+pytestmark = pytest.mark.live
+
+
+def stored_file(child: CohortChild) -> bytes:
+    assert child.record_file is not None
+    return child.record_file
+
+
+def number(child: CohortChild) -> str:
+    return child.final_student_number
+
+
+async def test_the_whole_file_is_the_stored_file(api_env: SchoolApiEnv) -> None:
+    child = api_env.children_of(SCHOOL)[0]
+    expected = stored_file(child)
+    sha = hashlib.sha256(expected).hexdigest()
+    answer = await api_env.call("GET", f"/v1/handoffs/{number(child)}/record-file", "school")
+    assert answer.status == 200
+    assert answer.body == expected
+    assert (
+        hashlib.sha256(answer.body).hexdigest() == sha == graduation(child)["record_file"]["sha256"]
+    )
+    assert answer.headers["ETag"] == f'"{sha}"'
+    digest = base64.b64encode(bytes.fromhex(sha)).decode()
+    assert answer.headers["Content-Digest"] == f"sha-256=:{digest}:"
+    assert answer.headers["Repr-Digest"] == f"sha-256=:{digest}:"
+    assert answer.headers["Content-Type"] == "application/json"
+    assert int(answer.headers["Content-Length"]) == len(expected)
+
+
+async def test_ranges_reassemble_to_the_whole(api_env: SchoolApiEnv) -> None:
+    child = api_env.children_of(SCHOOL)[1]
+    expected = stored_file(child)
+    path = f"/v1/handoffs/{number(child)}/record-file"
+    parts, start, step = [], 0, 4000
+    while start < len(expected):
+        end = min(start + step, len(expected)) - 1
+        answer = await api_env.call(
+            "GET", path, "school", headers={"Range": f"bytes={start}-{end}"}
+        )
+        assert answer.status == 206
+        assert answer.headers["Content-Range"] == f"bytes {start}-{end}/{len(expected)}"
+        assert "Content-Digest" not in answer.headers  # the content is a part, not the file
+        parts.append(answer.body)
+        start = end + 1
+    assert b"".join(parts) == expected
+    tail = await api_env.call("GET", path, "school", headers={"Range": "bytes=-100"})
+    assert (tail.status, tail.body) == (206, expected[-100:])
+    beyond = await api_env.call("GET", path, "school", headers={"Range": f"bytes={len(expected)}-"})
+    assert beyond.status == 416
+    assert beyond.headers["Content-Range"] == f"bytes */{len(expected)}"
+    assert beyond.json()["code"] == "range_not_satisfiable"
+    stale = await api_env.call(
+        "GET", path, "school", headers={"Range": "bytes=0-9", "If-Range": '"' + "0" * 64 + '"'}
+    )
+    assert (stale.status, stale.body) == (200, expected)
+
+
+async def test_a_matching_etag_gives_304(api_env: SchoolApiEnv) -> None:
+    child = api_env.children_of(SCHOOL)[2]
+    path = f"/v1/handoffs/{number(child)}/record-file"
+    first = await api_env.call("GET", path, "school")
+    again = await api_env.call(
+        "GET", path, "school", headers={"If-None-Match": first.headers["ETag"]}
+    )
+    assert (again.status, again.body) == (304, b"")
+    assert again.headers["ETag"] == first.headers["ETag"]
+    other = await api_env.call("GET", path, "school", headers={"If-None-Match": '"abc"'})
+    assert other.status == 200
+
+
+async def test_the_zip_holds_every_file_and_a_manifest_that_matches(api_env: SchoolApiEnv) -> None:
+    children = api_env.children_of(SCHOOL)
+    answer = await api_env.call(
+        "GET", f"/v1/schools/{SCHOOL}/record-files.zip?entry_year={ENTRY_YEAR}", "school"
+    )
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "application/zip"
+    assert "Content-Length" not in answer.headers  # streamed
+    archive = zipfile.ZipFile(io.BytesIO(answer.body))
+    assert archive.testzip() is None
+    manifest = orjson.loads(archive.read("manifest.json"))
+    assert manifest["school_code"] == SCHOOL
+    by_number = {f["student_number"]: f for f in manifest["files"]}
+    assert set(by_number) == {number(c) for c in children}
+    for child in children:
+        entry = by_number[number(child)]
+        content = archive.read(entry["name"])
+        assert content == stored_file(child)
+        assert entry["sha256"] == hashlib.sha256(content).hexdigest()
+        assert entry["size"] == len(content)
+    empty = await api_env.call(
+        "GET", f"/v1/schools/{SCHOOL}/record-files.zip?entry_year={ENTRY_YEAR + 1}", "school"
+    )
+    assert (
+        orjson.loads(zipfile.ZipFile(io.BytesIO(empty.body)).read("manifest.json"))["files"] == []
+    )
+
+
+async def test_downloads_leave_receipts_and_mark_the_child_pulled(api_env: SchoolApiEnv) -> None:
+    # SCHOOL's files all went out in the ZIP test: its neighbour has not pulled yet.
+    child = api_env.children_of(SAME_COUNTY_SCHOOL)[0]
+    n = number(child)
+    before = await api_env.call("GET", f"/v1/handoffs/{n}", "other_school")
+    assert before.json()["state"] == "not_pulled"
+    await api_env.call("GET", f"/v1/handoffs/{n}/record-file", "county")  # not the school's pull
+    assert (await api_env.call("GET", f"/v1/handoffs/{n}", "other_school")).json()[
+        "state"
+    ] == "not_pulled"
+    size = len(stored_file(child))
+    await api_env.call(
+        "GET", f"/v1/handoffs/{n}/record-file", "other_school", headers={"Range": "bytes=0-99"}
+    )
+    assert (await api_env.call("GET", f"/v1/handoffs/{n}", "other_school")).json()[
+        "state"
+    ] == "not_pulled"
+    await api_env.call(
+        "GET",
+        f"/v1/handoffs/{n}/record-file",
+        "other_school",
+        headers={"Range": f"bytes=100-{size - 1}"},
+    )
+    after = (await api_env.call("GET", f"/v1/handoffs/{n}", "other_school")).json()
+    assert after["state"] == "pulled" and after["pulled_at"]
+    receipts = await api_env.bridge.pool.fetch(
+        "SELECT role, via, range_start, range_end, bytes_sent, complete FROM record_file_receipts"
+        " WHERE student_number = $1 ORDER BY id", n,
+    )  # fmt: skip
+    assert [tuple(r) for r in receipts] == [
+        ("county", "file", None, None, size, True),
+        ("school", "file", 0, 99, 100, False),
+        ("school", "file", 100, size - 1, size - 100, True),
+    ]
+    audit = await api_env.call("GET", f"/v1/audit?student_number={n}", "province")
+    reads = [e for e in audit.json()["items"] if e["action"] == "record_file.read"]
+    assert [(e["role"], e["outcome"]) for e in reversed(reads)] == [
+        ("county", "ok"), ("school", "partial"), ("school", "partial"),
+    ]  # fmt: skip
+    assert all(e["actor"].startswith("tok_") and e["remote"] for e in reads)
+
+
+async def test_the_list_pages_filters_by_state_and_since(api_env: SchoolApiEnv) -> None:
+    expected = {number(c) for c in api_env.children_of(SCHOOL)}
+    seen, cursor = [], None
+    while True:
+        query = f"entry_year={ENTRY_YEAR}&limit=3" + (f"&cursor={cursor}" if cursor else "")
+        page = (
+            await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs?{query}", "school")
+        ).json()
+        assert len(page["items"]) <= 3
+        seen += [i["student_number"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(expected) and len(seen) == len(expected)
+    item = page["items"][0]
+    assert item["record_file"]["sha256"] and item["name"] and item["birth_date"]
+    as_of = page["as_of"]
+    child = api_env.children_of(SCHOOL)[4]
+    await api_env.call("GET", f"/v1/handoffs/{number(child)}/record-file", "school")
+    pulled = (
+        await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs?state=pulled", "school")
+    ).json()
+    assert number(child) in {i["student_number"] for i in pulled["items"]}
+    assert all(i["state"] == "pulled" for i in pulled["items"])
+    # Nothing a school sees changed since the last poll: the next poll is empty.
+    later = page["as_of"]
+    await api_env.bridge.pool.execute("SELECT 1")
+    fresh = (
+        await api_env.call(
+            "GET", f"/v1/schools/{SCHOOL}/handoffs", "school", params={"since": later}
+        )
+    ).json()
+    assert {i["student_number"] for i in fresh["items"]} <= expected
+    assert as_of

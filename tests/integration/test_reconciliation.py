@@ -1,0 +1,148 @@
+"""Three-way reconciliation: each category produced on purpose, and exactly those children."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from bridge.bootstrap import running_bridge
+from bridge.domain.reconciliation import Category
+from bridge.operations import standalone_operations
+from bridge.services.reconciliation import ReconciliationBusy
+from bridge.settings import Settings
+from simulator.cohort import TYPE_PREFIX, CohortChild, generate_cohort
+from simulator.publisher import publish_cohort, seed_cohort
+from tests.integration.test_graduation_handoff import settled
+from tests.support import registry_hands as hands
+from tests.support.sim import SimulatorHandle
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.live
+
+# National Day 2026: Oct 1-7 off, Saturday Oct 10 worked (调休). From Mon Sep 28 the 10th
+# working day is Fri Oct 16 only because that Saturday counts.
+GRADUATED_BEFORE_HOLIDAY = "2026-09-28 10:00+08"
+DAY_OF_DEADLINE = dt.date(2026, 10, 16)
+DAY_AFTER = dt.date(2026, 10, 17)
+
+
+def graduated_data(child: CohortChild) -> dict[str, Any]:
+    return next(e["data"] for e in child.events if e["type"] == TYPE_PREFIX + "child.graduated")
+
+
+def report(categories: dict[str, list[str]]) -> dict[str, set[str]]:
+    return {k: set(v) for k, v in categories.items() if v}
+
+
+async def categories_of(ops: Any, run: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for category in Category:
+        numbers: list[str] = []
+        async for batch in ops.runs.numbers(run, category.value):
+            numbers.extend(batch)
+        out[category.value] = numbers
+    return out
+
+
+async def test_every_category_lists_exactly_the_children_made_for_it(
+    bridge_settings: Settings, simulator: SimulatorHandle
+) -> None:
+    cohort = generate_cohort(
+        2026, 23, seed=61, mix={"graduated": 20, "bad_source_file": 1, "deferred": 2},
+        p_no_id=0.0, p_foreign=0.0,
+    )  # fmt: skip
+    g = [c for c in cohort.children if c.scenario == "graduated"]
+    deferred = [c for c in cohort.children if c.scenario == "deferred"]
+    bad = next(c for c in cohort.children if c.scenario == "bad_source_file")
+    n = [c.final_student_number for c in g]
+    for event in deferred[0].events:  # this deferral runs out before the check
+        event["data"]["deferred_until"] = "2026-09-30"
+    # g[6]'s identity is registered elsewhere under a J number before the bridge comes.
+    j_number = "J" + n[6][1:]
+    await hands.register_elsewhere(simulator.url, j_number, graduated_data(g[6]))
+    await seed_cohort(simulator.url, cohort)
+    lost, stuck = g[9], [g[10], g[11]]
+    first = [c for c in cohort.children if c not in (lost, *stuck)]
+    async with running_bridge(bridge_settings) as bridge:
+        exchange = bridge_settings.events_exchange
+        await publish_cohort(bridge_settings.amqp_url, [c.events for c in first], exchange=exchange)
+        await eventually(lambda: settled(bridge, len(first)), bool, timeout_s=90, what="settled")
+        # Two more children get stuck: the registry answers 503 to everything.
+        await simulator.set_faults(registry={"p_503": 1.0, "retry_after_s": 30})
+        await publish_cohort(bridge_settings.amqp_url, [c.events for c in stuck], exchange=exchange)
+
+        async def stuck_rows() -> int:
+            value: int = await bridge.pool.fetchval(
+                "SELECT count(*) FROM children WHERE attempts >= 1 AND phase = 'file_fetched'"
+            )
+            return value
+
+        await eventually(stuck_rows, lambda k: k == 2, what="stuck hand-overs")
+        pool = bridge.pool
+        await pool.execute(
+            "UPDATE children SET first_graduated_at = '2026-10-12 10:00+08',"
+            " handed_over_at = CASE WHEN handed_over_at IS NULL THEN NULL"
+            " ELSE '2026-10-14 10:00+08'::timestamptz END"
+        )
+        await pool.execute(
+            "UPDATE children SET first_graduated_at = $2::text::timestamptz"
+            " WHERE student_number = $1",
+            n[11], GRADUATED_BEFORE_HOLIDAY,
+        )  # fmt: skip
+        await pool.execute(
+            "UPDATE children SET handed_over_at = '2026-10-01 10:00+08' WHERE student_number = $1",
+            n[1],
+        )
+    await simulator.set_faults()
+    await simulator.delete_student(n[2])
+    await hands.patch_roster(simulator.url, n[3], state="in_kindergarten")
+    await hands.patch_roster(simulator.url, n[4], state="deferred")
+    await hands.patch_roster(simulator.url, n[5], state="cancelled")
+    await hands.replace_file_claim(simulator.url, graduated_data(g[7]), b'{"x": 1}', upload=True)
+    await hands.replace_file_claim(simulator.url, graduated_data(g[8]), b'{"x": 2}', upload=False)
+    for i in (0, 1, 3, 4, 5, 7, 8, *range(14, 20)):
+        school = graduated_data(g[i])["destination_school_code"]
+        await hands.report_arrival(simulator.url, n[i], school, "2026-09-01")
+
+    settings = bridge_settings.model_copy(update={"reconcile_max_repairs": 0})
+    async with standalone_operations(settings) as ops:
+        before = await ops.reconciler.run(2026, trigger="test", today=DAY_OF_DEADLINE)
+        after = await ops.reconciler.run(2026, trigger="test", today=DAY_AFTER)
+        found_before = report(await categories_of(ops, before))
+        found = report(await categories_of(ops, after))
+        changes = await ops.runs.changes(after)
+        async with ops.runs.exclusive(2026) as held:
+            assert held
+            with pytest.raises(ReconciliationBusy):
+                await ops.reconciler.run(2026, trigger="test")
+
+    expected = {
+        "matched": {n[0], n[1], *n[12:]},
+        "in_flight": {n[10]},
+        "lost_upstream": {n[9]},
+        "missing_at_registry": {n[2]},
+        "registered_not_graduated": {n[3]},
+        "deferred_but_registered": {n[4]},
+        "cancelled_but_registered": {n[5]},
+        "identity_conflict": {n[6]},
+        "two_numbers_one_identity": {n[6], j_number},
+        "bad_source_file": {bad.final_student_number},
+        "file_digest_mismatch": {n[7]},
+        "file_not_delivered": {n[8]},
+        "file_not_pulled": {n[1]},
+        "not_arrived": {n[2], n[12], n[13]},
+        "overdue": {n[11]},
+        "deferral_expired": {deferred[0].final_student_number},
+        "not_in_roster": {j_number},
+    }
+    assert found == expected
+    # The day before, the same child was still within its 10 working days.
+    assert found_before == {k: v for k, v in expected.items() if k != "overdue"} | {
+        "in_flight": {n[10], n[11]}
+    }
+    assert changes["overdue"] == {"new": [n[11]], "resolved": []}
+    assert changes["in_flight"] == {"new": [], "resolved": [n[11]]}
+    assert after.sides == {"roster": 23, "ledger": 22, "registry": 16}
+    assert after.counts == {c.value: len(expected.get(c.value, ())) for c in Category}
