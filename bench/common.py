@@ -208,10 +208,7 @@ class Simulator:
 
     async def files_stored(self) -> int:
         """How many B2 record-file PUTs answered 204 so far (one per completed hand-over)."""
-        requests = (await self.stats())["requests"]
-        return int(
-            requests.get("PUT /registry/v1/students/{student_number}/record-file", {}).get("204", 0)
-        )
+        return files_stored(await self.stats())
 
     async def set_faults(self, body: Mapping[str, Any]) -> None:
         """``PUT /_sim/faults``."""
@@ -231,6 +228,12 @@ class Simulator:
             )
         finally:
             await conn.close()
+
+
+def files_stored(stats: Mapping[str, Any]) -> int:
+    """B2 answers 204 counted in a ``/_sim/stats`` body."""
+    endpoint = "PUT /registry/v1/students/{student_number}/record-file"
+    return int(stats["requests"].get(endpoint, {}).get("204", 0))
 
 
 def bridge_env(settings: Mapping[str, Any]) -> dict[str, str]:

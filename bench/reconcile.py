@@ -135,14 +135,15 @@ def ledger_rows(size: int) -> Any:
 
 
 async def run_one(size: int) -> dict[str, Any]:
+    import aiohttp
+
     from bridge.adapters.postgres.calendar import CalendarStore
-    from bridge.bootstrap import _transport, open_pool
-    from bridge.metrics import Metrics
     from bridge.adapters.preschool_registry import PreschoolRegistry
     from bridge.adapters.primary_registry import PrimaryRegistry
+    from bridge.bootstrap import _transport, open_pool
+    from bridge.metrics import Metrics
     from bridge.operations import build_operations
     from bridge.settings import Settings
-    import aiohttp
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -175,7 +176,9 @@ async def run_one(size: int) -> dict[str, Any]:
                 await asyncio.sleep(0.1)
         async with aiohttp.ClientSession() as http:
             metrics = Metrics()
-            pre = PreschoolRegistry(_transport(http, settings.preschool_url, "t", settings, metrics))
+            pre = PreschoolRegistry(
+                _transport(http, settings.preschool_url, "t", settings, metrics)
+            )
             reg = PrimaryRegistry(_transport(http, settings.registry_url, "t", settings, metrics))
 
             async def publish(*_: Any) -> None:

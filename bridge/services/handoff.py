@@ -53,9 +53,12 @@ class HandoffDriver:
     def __init__(self, ports: HandoffPorts) -> None:
         self._p = ports
 
-    async def drive(self, child_id: int, lease: str) -> None:
-        """Step the child until done, set aside, or waiting for a retry."""
-        state = await self._p.ledger.load(child_id)
+    async def drive(self, child_id: int, lease: str, loaded: ChildState | None = None) -> None:
+        """Step the child until done, set aside, or waiting for a retry.
+
+        *loaded* is the child as leased, when the lease brought it along.
+        """
+        state = loaded or await self._p.ledger.load(child_id)
         if state is None:
             return  # merged into another child meanwhile
         # Record files fetched in this drive: uploading them next needs no trip to the store.

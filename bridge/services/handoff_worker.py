@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from bridge.adapters.postgres.ledger import Ledger
+from bridge.adapters.postgres.ledger import ChildState, Ledger
 from bridge.services.handoff import HandoffDriver
 
 log = logging.getLogger(__name__)
@@ -52,13 +52,13 @@ class HandoffWorker:
                     await self._wait(self._poll_interval_s)  # a finishing drive wakes us
                     continue
                 try:
-                    claimed = await self._ledger.claim_due(self._owner, free)
+                    claimed = await self._ledger.claim_due_loaded(self._owner, free)
                 except Exception as exc:  # database away: keep trying, never die
                     log.warning("cannot lease work: %s", type(exc).__name__)
                     await asyncio.sleep(self._poll_interval_s)
                     continue
-                for child_id, lease in claimed:
-                    task = asyncio.create_task(self._drive(child_id, lease))
+                for state, lease in claimed:
+                    task = asyncio.create_task(self._drive(state, lease))
                     self._tasks.add(task)
                     task.add_done_callback(self._finished)
                 if len(claimed) < free:
@@ -85,9 +85,10 @@ class HandoffWorker:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
         self._wake.clear()
 
-    async def _drive(self, child_id: int, lease: str) -> None:
+    async def _drive(self, state: ChildState, lease: str) -> None:
+        child_id = state.child_id
         try:
-            await self._driver.drive(child_id, lease)
+            await self._driver.drive(child_id, lease, state)
         except asyncio.CancelledError:
             raise
         except Exception:

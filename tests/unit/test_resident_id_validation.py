@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import pytest
 from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
@@ -51,3 +52,10 @@ def test_cached_check_agrees_with_stdnum() -> None:
     candidates = _candidates(5000)
     assert [n for n in candidates if _ours(n) != _stdnum(n)] == []
     assert 0 < sum(_ours(n) is None for n in candidates) < len(candidates)
+
+
+def test_a_region_stdnum_trips_over_is_refused_not_raised() -> None:
+    # stdnum raises KeyError for region 123456; that once escaped event parsing entirely.
+    body = "12345620190925031"
+    with pytest.raises(InvalidStudentNumber):
+        validate_resident_id(body + ric.calc_check_digit(body + "0"))

@@ -170,7 +170,9 @@ class ReconciliationStore:
                 yield got
             finally:
                 if got:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    # A lost connection took the lock with it; its error is the news, not this.
+                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
 
     async def start(
         self, entry_year: int, *, trigger: str, actor: str | None, as_of: dt.date
@@ -216,6 +218,11 @@ class ReconciliationStore:
     ) -> RunInfo:  # fmt: skip
         """Find identities under two numbers, fill scopes and 'since', count, and close."""
         run_id = run.run_id
+        async with self._pool.acquire() as conn:
+            # Freshly COPYed rows have no statistics; without them the joins below are
+            # planned as nested loops over a million rows.
+            await conn.execute("ANALYZE recon_items")
+            await conn.execute("ANALYZE recon_identities")
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 """
@@ -248,10 +255,11 @@ class ReconciliationStore:
             )
             # Children only the roster knows: their kindergarten's county, as the ledger has it.
             await conn.execute(
-                "UPDATE recon_items i SET county_code = k.county_code FROM"
-                " (SELECT DISTINCT ON (kindergarten_code) kindergarten_code, county_code"
-                "  FROM children WHERE county_code IS NOT NULL AND kindergarten_code IS NOT NULL"
-                "  ORDER BY kindergarten_code, child_id DESC) k"
+                "WITH k AS MATERIALIZED (SELECT DISTINCT ON (kindergarten_code)"
+                "  kindergarten_code, county_code FROM children"
+                "  WHERE county_code IS NOT NULL AND kindergarten_code IS NOT NULL"
+                "  ORDER BY kindergarten_code, child_id DESC)"
+                " UPDATE recon_items i SET county_code = k.county_code FROM k"
                 " WHERE i.run_id = $1 AND i.county_code IS NULL"
                 " AND i.kindergarten_code = k.kindergarten_code",
                 run_id,
