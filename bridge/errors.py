@@ -151,6 +151,11 @@ class TokenSealed(AccessDenied):
     code = "token_sealed"
     status = 401
 
+    def __init__(self, message: str, *, sealed_now: str | None = None) -> None:
+        super().__init__(message)
+        # The id of a token this very request sealed, so the seal can be audited.
+        self.sealed_now = sealed_now
+
 
 class Forbidden(AccessDenied):
     """The token's role may not use this endpoint."""

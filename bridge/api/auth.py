@@ -8,7 +8,7 @@ from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
-from bridge.errors import AccessDenied, Forbidden, Unauthenticated
+from bridge.errors import AccessDenied, Forbidden, TokenSealed, Unauthenticated
 
 TOKENS = web.AppKey("tokens", TokenStore)
 AUDIT = web.AppKey("audit", AuditLog)
@@ -36,6 +36,14 @@ async def authenticate(request: web.Request) -> Principal:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("send Authorization: Bearer <token>")
         principal = await request.app[TOKENS].authenticate(token.strip())
+    except TokenSealed as exc:
+        if exc.sealed_now:
+            await request.app[AUDIT].record(
+                action="token.seal", outcome="sealed", actor="system:auth",
+                target_token=exc.sealed_now, remote=remote_of(request),
+                detail={"reason": "unused for 180 days"},
+            )  # fmt: skip
+        raise denied(exc) from None
     except AccessDenied as exc:
         raise denied(exc) from None
     request[_PRINCIPAL] = principal

@@ -66,6 +66,10 @@ class Registration:
     school_code: str | None = None
     file_sha256: str | None = None
     enrolled: bool = False
+    # False while a call that may have created it (B1, B4) has no answer yet: a time-out
+    # or a crash can hide an effect, so the registry is assumed to hold it until a
+    # definite answer says otherwise — a cancellation then withdraws it all the same.
+    confirmed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +124,8 @@ class Handoff:
         for reg in self.registrations:
             if reg.student_number == intake.student_number:
                 continue
-            if current is None:
+            if current is None or not current.confirmed:
+                # B4 is idempotent: repeating it after an unanswered attempt is safe.
                 return ChangeNumber(reg.student_number, intake.student_number, intake.child)
             # The child is registered under its current number already: the old one is stray.
             return Withdraw(reg.student_number, reg.entry_year)
@@ -149,7 +154,7 @@ class Handoff:
             return Phase.WITHDRAWING if self.registrations else Phase.WAITING
         intake = IntakeRequest.for_record(record)
         current = self._registration(intake.student_number)
-        if current is not None and current.entry_year == intake.entry_year:
+        if current is not None and current.confirmed and current.entry_year == intake.entry_year:
             if current.enrolled:
                 return Phase.ENROLLED
             if current.file_sha256 == intake.file_sha256:
@@ -167,6 +172,37 @@ class Handoff:
         return next((r for r in self.registrations if r.student_number == number), None)
 
     # --- recording outcomes -----------------------------------------------------------
+    def attempting(self, action: Action) -> Handoff:
+        """Before a call that may create a registration: assume it might (see confirmed)."""
+        if isinstance(action, SubmitIntake):
+            intake = action.intake
+            if self._registration(intake.student_number) is None:
+                maybe = Registration(
+                    intake.student_number, intake.entry_year, terms="",
+                    key_info=intake.key_info, confirmed=False,
+                )  # fmt: skip
+                return self._replace(intake.student_number, maybe)
+        if isinstance(action, ChangeNumber):
+            old = self._registration(action.old_number)
+            if old is not None and self._registration(action.new_number) is None:
+                maybe = dataclasses.replace(
+                    old, student_number=action.new_number, terms="", confirmed=False
+                )
+                return self._replace(action.new_number, maybe)
+        return self
+
+    def refused(self, action: Action) -> Handoff:
+        """A definite refusal (409/422): the call created nothing after all."""
+        number = None
+        if isinstance(action, SubmitIntake):
+            number = action.intake.student_number
+        elif isinstance(action, ChangeNumber):
+            number = action.new_number
+        reg = self._registration(number) if number else None
+        if reg is not None and not reg.confirmed and number is not None:
+            return self._replace(number, None)
+        return self
+
     def _replace(self, number: str, reg: Registration | None) -> Handoff:
         others = tuple(r for r in self.registrations if r.student_number != number)
         regs = (*others, reg) if reg is not None else others

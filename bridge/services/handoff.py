@@ -88,13 +88,18 @@ class HandoffDriver:
     ) -> tuple[ChildState, bool]:
         calls = start_journal()
         record = state.record
+        intent = state.handoff.attempting(action)
+        if intent != state.handoff:
+            # Durable before the call: a crash or time-out after the registry acted must
+            # not leave a registration the ledger does not know of.
+            state = await self._p.ledger.save(state, intent, lease)
         try:
             handoff = await self._perform(action, state, fetched)
         except NeedsOperator as exc:
             reason = SetAsideReason(exc.code)
             self._p.metrics.set_aside.labels(reason.value).inc()
             log.warning("child %s set aside: %s", mask(record.student_number), reason.value)
-            handoff = state.handoff.aside(record, reason, **exc.detail)
+            handoff = state.handoff.refused(action).aside(record, reason, **exc.detail)
         except RetryLater as exc:
             delay = self._p.retry.delay_s(state.attempts, exc.retry_after_s)
             self._p.metrics.retries.labels(type(action).__name__, "durable").inc()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.domain.access import Role
 from tests.support.school_api import (
     SCHOOL,
     UNKNOWN_NUMBER,
@@ -150,3 +151,19 @@ async def test_the_api_description_is_public(api_env: SchoolApiEnv) -> None:
     assert "/v1/handoffs/{student_number}/arrival" in spec.json()["paths"]
     docs = await api_env.call("GET", "/v1/docs")
     assert docs.status == 200 and b"/v1/schools/{school_code}/handoffs" in docs.body
+
+
+async def test_a_token_past_180_days_is_sealed_on_its_next_use_and_that_is_audited(
+    api_env: SchoolApiEnv,
+) -> None:
+    bridge = api_env.bridge
+    issued = await bridge.tokens.issue(Role.SCHOOL, school_code=SCHOOL, label="stale")
+    await bridge.pool.execute(
+        "UPDATE api_tokens SET created_at = now() - interval '200 days',"
+        " last_used_at = now() - interval '181 days' WHERE token_id = $1",
+        issued.token_id,
+    )
+    answer = await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs", issued.token)
+    assert (answer.status, answer.json()["code"]) == (401, "token_sealed")
+    entries = await bridge.audit.query(actor=issued.token_id)
+    assert [(e.action, e.actor) for e in entries] == [("token.seal", "system:auth")]

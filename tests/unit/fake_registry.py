@@ -57,6 +57,13 @@ class FakeRegistry:
                     return handoff.registration_missing(number)
                 self.students[number].file_sha256 = sha256
                 return handoff.file_delivered(number, sha256)
+            case ChangeNumber(old, new, child) if old not in self.students:
+                # B4 repeated after it happened answers 200; never made: not_registered.
+                if new in self.students:
+                    return handoff.number_changed(old, new, IntakeRequest.for_record(record).terms)
+                return handoff.registration_missing(old)
+            case CorrectKeyInfo(number, _) if number not in self.students:
+                return handoff.registration_missing(number)
             case Withdraw(number, _):
                 self.students.pop(number, None)
                 return handoff.withdrawn(number)

@@ -29,6 +29,7 @@ def dump_handoff(h: Handoff) -> dict[str, Any]:
                 "school_code": r.school_code,
                 "file_sha256": r.file_sha256,
                 "enrolled": r.enrolled,
+                "confirmed": r.confirmed,
             }
             for r in h.registrations
         ],
@@ -70,6 +71,7 @@ def load_handoff(d: dict[str, Any]) -> Handoff:
                 school_code=r["school_code"],
                 file_sha256=r["file_sha256"],
                 enrolled=r["enrolled"],
+                confirmed=r.get("confirmed", True),
             )
             for r in d.get("registrations", [])
         ),

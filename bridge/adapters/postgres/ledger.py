@@ -226,26 +226,8 @@ class Ledger:
         return fold(PARSED.parse(r["body"]) for r in bodies)
 
     # --- hand-over work -----------------------------------------------------------------
-    async def claim_due(self, owner: str, limit: int) -> list[tuple[int, str]]:
-        """Lease up to *limit* children with work due; returns (child_id, lease token)."""
-        rows = await self._pool.fetch(
-            """
-            WITH due AS (
-                SELECT child_id FROM children
-                WHERE next_attempt_at <= now() AND (lease_until IS NULL OR lease_until < now())
-                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-            UPDATE children c
-               SET lease_owner = $1 || '/' || gen_random_uuid()::text,
-                   lease_until = now() + make_interval(secs => $3)
-              FROM due WHERE c.child_id = due.child_id
-            RETURNING c.child_id, c.lease_owner
-            """,
-            owner, limit, self._lease_s,
-        )  # fmt: skip
-        return [(r["child_id"], r["lease_owner"]) for r in rows]
-
     async def claim_due_loaded(self, owner: str, limit: int) -> list[tuple[ChildState, str]]:
-        """claim_due() that also loads each leased child: one round trip for the batch."""
+        """Lease up to *limit* children with work due, loading each: one round trip."""
         rows = await self._pool.fetch(CLAIM_DUE_LOADED, owner, limit, self._lease_s)
         return [
             (

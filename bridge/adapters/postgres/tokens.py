@@ -161,12 +161,6 @@ class TokenStore:
         if len(parts) < 4 or parts[0] != TOKEN_PREFIX or parts[1] != "tok":
             raise Unauthenticated("the token is not a xueji token")
         token_id, secret = f"tok_{parts[2]}", "_".join(parts[3:])
-        row = await self._pool.fetchrow(
-            "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1 AND sealed_at IS NULL"
-            " AND revoked_at IS NULL AND coalesce(last_used_at, created_at) <= now() - $2::interval"
-            " RETURNING token_id",
-            token_id, SEAL_AFTER,
-        )  # fmt: skip
         row = await self._pool.fetchrow("SELECT * FROM api_tokens WHERE token_id = $1", token_id)
         if row is None or row["revoked_at"] is not None:
             raise Unauthenticated("unknown or revoked token")
@@ -174,6 +168,16 @@ class TokenStore:
             raise Unauthenticated("unknown or revoked token")
         if row["sealed_at"] is not None:
             raise TokenSealed("token sealed after 180 days unused; ask an operator to unseal it")
+        sealed_now = await self._pool.fetchval(
+            "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1 AND sealed_at IS NULL"
+            " AND coalesce(last_used_at, created_at) <= now() - $2::interval RETURNING token_id",
+            token_id, SEAL_AFTER,
+        )  # fmt: skip
+        if sealed_now:
+            raise TokenSealed(
+                "token sealed after 180 days unused; ask an operator to unseal it",
+                sealed_now=token_id,
+            )
         await self._pool.execute(
             "UPDATE api_tokens SET last_used_at = now() WHERE token_id = $1"
             " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
