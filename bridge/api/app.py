@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,6 +15,8 @@ from bridge.api.operators_audit import add_audit_routes
 from bridge.api.problems import problems_middleware
 from bridge.api.schools import add_school_api
 from bridge.bootstrap import Bridge
+
+log = logging.getLogger(__name__)
 
 BRIDGE = web.AppKey("bridge", Bridge)
 
@@ -53,8 +56,8 @@ async def metrics(request: web.Request) -> web.Response:
         for phase, n in counts.items():
             m.handoffs.labels(phase).set(n)
         m.deferrals_expired.set(await bridge.ledger.expired_deferrals_count())
-    except Exception:  # the counters still help when the database is away
-        pass
+    except Exception as exc:  # the counters still help when the database is away
+        log.debug("ledger gauges not refreshed: %s", type(exc).__name__)
     body = generate_latest(m.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
