@@ -112,11 +112,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 done.one()
 
         print("ready", flush=True)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await queue.consume(consume_only if args.mode == "consume" else pipeline)
         await done.event.wait()
-        elapsed = time.perf_counter() - started
-    return {"mode": args.mode, "n": done.count, "failed": done.failed, "elapsed_s": elapsed}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return {
+        "mode": args.mode, "n": done.count, "failed": done.failed, "elapsed_s": elapsed,
+        "cpu_s": cpu,
+    }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -152,6 +152,82 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
 
+def _cpu_ticks(pid: int) -> int:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+# The shared servers every system leans on, by process name (PostgreSQL forks a process
+# per connection; RabbitMQ is one Erlang VM).
+SERVER_PROCESSES = {"postgres": "postgres", "beam.smp": "rabbitmq"}
+
+
+class CpuMeter:
+    """CPU seconds used between start() and stop() by named pids and the shared servers.
+
+    Processes that end within the window are missed; PostgreSQL's per-connection backends
+    live as long as the pools that opened them, so a system's run is covered.
+    """
+
+    def __init__(self, pids: Mapping[str, int], databases: Mapping[str, str] | None = None) -> None:
+        """*databases* names PostgreSQL backends by the database they serve (name → URL)."""
+        self._pids = dict(pids)
+        self._databases = {name: url.rsplit("/", 1)[1] for name, url in (databases or {}).items()}
+        self._start: dict[int, tuple[str, int]] = {}
+
+    def _group(self, pid: int) -> str | None:
+        group = SERVER_PROCESSES.get(_command(pid))
+        if group == "postgres" and self._databases:
+            # A backend's title is "postgres: <cluster>: <user> <database> <client> ..."
+            words = _cmdline(pid).split()
+            for name, database in self._databases.items():
+                if database in words:
+                    return f"postgres:{name}"
+        return group
+
+    def _snapshot(self) -> dict[int, tuple[str, int]]:
+        taken: dict[int, tuple[str, int]] = {}
+        for name, pid in self._pids.items():
+            taken[pid] = (name, _cpu_ticks(pid))
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and int(entry.name) not in taken:
+                group = self._group(int(entry.name))
+                if group:
+                    taken[int(entry.name)] = (group, _cpu_ticks(int(entry.name)))
+        return taken
+
+    def start(self) -> None:
+        """Take the first reading."""
+        self._start = self._snapshot()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds per component since start()."""
+        end = self._snapshot()
+        ticks = os.sysconf("SC_CLK_TCK")
+        used: dict[str, float] = {}
+        for pid, (name, t1) in end.items():
+            t0 = self._start.get(pid, (name, 0))[1]
+            used[name] = used.get(name, 0.0) + max(0, t1 - t0) / ticks
+        return used
+
+
 def _status_kb(pid: int, key: str) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

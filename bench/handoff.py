@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
+import aiohttp
 import asyncpg
 
 from bench.common import (
     AMQP_URL,
     TAG,
     Child,
+    CpuMeter,
     Simulator,
     bridge_env,
     create_database,
@@ -78,7 +80,8 @@ class RunResult:
     rate: float
     elapsed_s: float
     peak_rss_mb: float = 0.0
-    cpu_s: float = 0.0
+    # CPU seconds over the drain by component: the system, simulator, postgres, rabbitmq.
+    cpu: dict[str, float] = field(default_factory=dict)
 
 
 class Bench:
@@ -170,23 +173,31 @@ class Bench:
             argv.append("--uvloop")
         return Child(f"baseline-{mode}", argv, python_env())
 
-    async def wait_stored(self, child: Child, before: int, n: int) -> tuple[float, float]:
+    async def wait_stored(
+        self, child: Child, before: int, n: int, meter: CpuMeter | None = None
+    ) -> tuple[float, float]:
         """(t first registry request, t n-th file stored), polling the simulator's counters.
 
         One poll per 0.1 s: polling costs the simulator CPU that both systems need.
+        *meter*, if given, is started at the first registry request and stopped at the end.
         """
         first_total = (await self.sim.stats())["total_requests"]
         t_first: float | None = None
         while True:
-            if not child.alive():
-                raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
+            # Read the child's liveness before the counters: a baseline exits as soon as it
+            # acked its last message, and its last file counts all the same.
+            alive = child.alive()
             stats = await self.sim.stats()
             now = time.perf_counter()
             if t_first is None and stats["total_requests"] > first_total:
                 t_first = now
+                if meter:
+                    meter.start()
             if files_stored(stats) - before >= n:
                 assert t_first is not None
                 return t_first, now
+            if not alive:
+                raise RuntimeError(f"{child.name} exited:\n{child.log_tail()}")
             await asyncio.sleep(0.1)
 
     async def throughput(self, system: str) -> RunResult:
@@ -207,12 +218,20 @@ class Bench:
                 child, database_url = await self.start_bridge(names)
             else:
                 child = self.start_baseline("pipeline", names, n)
+            dbs = {"simulator": self.sim.database_url}
+            if database_url:
+                dbs["ledger"] = database_url
+            meter = CpuMeter({system: child.pid, "simulator": self.sim.child.pid}, dbs)
             try:
-                t0, t1 = await self.wait_stored(child, before, n)
+                t0, t1 = await self.wait_stored(child, before, n, meter)
+                cpu = meter.stop()
                 peak = child.peak_rss_bytes() / 2**20
-                cpu = child.cpu_s()
+                if system == "bridge":
+                    await self.print_batching()
             finally:
                 await child.stop()
+            if system != "bridge":  # the baseline exits at its last ack: it reports its own
+                cpu[system] = _last_json(child)["cpu_s"]
             return RunResult(system, n / (t1 - t0), t1 - t0, peak, cpu)
         finally:
             await delete_broker_objects(
@@ -222,6 +241,21 @@ class Bench:
             if database_url:
                 await drop_database(database_url)
                 self.dbs.remove(database_url)
+
+    async def print_batching(self) -> None:
+        """Rows per group-committed ledger statement, from the bridge's /metrics."""
+        url = f"http://127.0.0.1:{self.bridge_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as resp:
+            text = await resp.text()
+        sums: dict[str, dict[str, float]] = {}
+        for line in text.splitlines():
+            for part in ("sum", "count"):
+                prefix = f'xueji_ledger_batch_rows_{part}{{writer="'
+                if line.startswith(prefix):
+                    writer, value = line[len(prefix) :].split('"} ')
+                    sums.setdefault(writer, {})[part] = float(value)
+        means = {w: v["sum"] / v["count"] for w, v in sums.items() if v.get("count")}
+        print("  rows per ledger statement: " + ", ".join(f"{w} {m:.1f}" for w, m in means.items()))
 
     async def latency(self, system: str, rate: float) -> list[float]:
         """Publish-to-stored latencies (ms) of latency_n events published at *rate*/s."""
@@ -298,6 +332,8 @@ async def main_async(opts: Options) -> dict[str, Any]:
                     results[system].append(r)
                     print(f"run {run + 1} {system}: {r.rate:,.0f}/s in {r.elapsed_s:.1f} s")
             if set(opts.systems) != set(SYSTEMS):
+                cpu = cpu_per_thousand(opts.n, {s: results[s] for s in opts.systems})
+                print(f"CPU seconds per 1,000 hand-overs: {json.dumps(cpu)}")
                 return {s: [r.rate for r in results[s]] for s in opts.systems}
             medians = {s: statistics.median(r.rate for r in results[s]) for s in SYSTEMS}
             rate = medians["bridge"] / 2
@@ -321,13 +357,22 @@ def report(
             s, medians[s], " / ".join(f"{r.rate:,.0f}" for r in results[s]),
             percentile(lat, 50) if lat else "-", percentile(lat, 99) if lat else "-",
             max((r.peak_rss_mb for r in results[s]), default=0.0) or "-",
-            statistics.median(r.cpu_s for r in results[s]) or "-",
         ])  # fmt: skip
     print_table(
         f"hand-over: n={opts.n}, runs={opts.runs}, latency at {latency_rate:,.0f}/s"
         f" over {opts.latency_n} events",
-        ["system", "per s (median)", "runs", "p50 ms", "p99 ms", "peak RSS MB", "CPU s"],
+        ["system", "per s (median)", "runs", "p50 ms", "p99 ms", "peak RSS MB"],
         rows,
+    )
+    cpu = cpu_per_thousand(opts.n, results)
+    components = sorted({c for per in cpu.values() for c in per} - set(SYSTEMS))
+    print_table(
+        "CPU seconds per 1,000 hand-overs (median of runs), by process",
+        ["system", "itself", *components, "total"],
+        [
+            [s, per.get(s, 0.0), *(per.get(c, 0.0) for c in components), sum(per.values())]
+            for s, per in cpu.items()
+        ],
     )
     ratio_a = medians["bridge"] / medians["pipeline"]
     ratio_b = medians["bridge"] / medians["consume"]
@@ -346,12 +391,28 @@ def report(
         },
         "latency_rate_per_s": latency_rate,
         "bridge_peak_rss_mb": max(r.peak_rss_mb for r in results["bridge"]),
+        "cpu_s_per_1000": cpu,
         "ratio_bridge_to_pipeline": ratio_a,
         "ratio_bridge_to_consume": ratio_b,
         "target_met": ratio_a >= 0.8,
     }
     print_json_line(figures)
     return figures
+
+
+def cpu_per_thousand(n: int, results: dict[str, list[RunResult]]) -> dict[str, dict[str, float]]:
+    """Median CPU seconds per 1,000 hand-overs, per system and component."""
+    out: dict[str, dict[str, float]] = {}
+    for system, runs in results.items():
+        measured = [r.cpu for r in runs if r.cpu]
+        if not measured:
+            continue
+        names = {c for cpu in measured for c in cpu}
+        out[system] = {
+            c: round(statistics.median(cpu.get(c, 0.0) for cpu in measured) * 1000 / n, 3)
+            for c in sorted(names)
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

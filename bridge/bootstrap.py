@@ -127,6 +127,12 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
     tasks: list[asyncio.Task[None]] = []
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(pool.close)
+        ledger = Ledger(
+            pool, lease_s=settings.lease_s,
+            observe_batch=lambda writer, rows: metrics.batch_rows.labels(writer).observe(rows),
+        )  # fmt: skip
+        # Group-committed writes under way finish before the pool closes.
+        stack.push_async_callback(ledger.aclose)
         http = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit_per_host=settings.registry_connections)
         )
@@ -138,7 +144,6 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         channel = await amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare(channel, topology_names(settings))
-        ledger = Ledger(pool, lease_s=settings.lease_s)
         files = RecordFileStore(pool)
         preschool = PreschoolRegistry(
             _transport(http, settings.preschool_url, settings.preschool_token, settings, metrics)
@@ -147,7 +152,10 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             _transport(http, settings.registry_url, settings.registry_token, settings, metrics)
         )
         retry = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
-        driver = HandoffDriver(HandoffPorts(ledger, files, preschool, registry, metrics, retry))
+        driver = HandoffDriver(
+            HandoffPorts(ledger, files, preschool, registry, metrics, retry),
+            lease_s=settings.lease_s,
+        )
         worker = HandoffWorker(
             ledger, driver, owner=settings.instance_id,
             concurrency=settings.handoff_concurrency,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -33,6 +33,10 @@ class Metrics:
         self.handoffs = Gauge(
             "xueji_handoffs", "Hand-overs by phase (read from the ledger at scrape time)",
             ["phase"], registry=self.registry,
+        )  # fmt: skip
+        self.batch_rows = Histogram(
+            "xueji_ledger_batch_rows", "Rows per group-committed ledger statement, by writer",
+            ["writer"], buckets=(1, 2, 4, 8, 16, 32, 64, 128), registry=self.registry,
         )  # fmt: skip
         self.deferrals_expired = Gauge(
             "xueji_deferrals_expired", "Deferred children whose deferral has run out",

@@ -73,6 +73,10 @@ class EventConsumer:
             self._on_recorded()
 
     async def _with_patience(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except self._database_errors:
+            pass  # the database is away: wait for it (the retry machinery only now)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(self._database_errors),
             stop=stop_after_delay(DATABASE_PATIENCE_S),

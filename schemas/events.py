@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -233,7 +233,7 @@ def parse_event(body: bytes) -> domain.ChildEvent:
     unknown_type, invalid_data, subject_mismatch.
     """
     try:
-        raw = json.loads(body)
+        raw = orjson.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidEvent("body is not UTF-8 JSON", code="not_json") from None
     if not isinstance(raw, dict):

@@ -6,8 +6,10 @@ answer with its status, never an aiohttp exception.
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_random_exponential,
 )
 
 from bridge.adapters.call_journal import RegistryCall, note_call
@@ -94,35 +95,57 @@ class RegistryTransport:
         raw: bool = False,
     ) -> Answer:
         """Make the exchange, retrying passing failures within the budget."""
-
-        def _wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            jitter = wait_random_exponential(multiplier=0.1, max=self._budget.max_wait_s)(state)
-            after = getattr(exc, "retry_after_s", None) or 0.0
-            return max(jitter, after)
-
-        def _retryable(exc: BaseException) -> bool:
-            after = getattr(exc, "retry_after_s", None) or 0.0
-            return isinstance(exc, RETRYABLE) and after <= self._budget.max_wait_s
-
-        def _count_retry(state: RetryCallState) -> None:
-            self._metrics.retries.labels(operation, "in_call").inc()
-
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self._budget.attempts),
-            wait=_wait,
-            before_sleep=_count_retry,
-            reraise=True,
-        )
         body = orjson.dumps(json) if json is not None else data
         all_headers = {**self._auth, **(headers or {})}
         if json is not None:
             all_headers["Content-Type"] = "application/json"
+
+        async def once() -> Answer:
+            return await self._once(operation, method, path, body, all_headers, params, raw)
+
+        try:
+            return await once()
+        except RETRYABLE as exc:
+            if self._budget.attempts <= 1 or not self._retryable(exc):
+                raise
+            failure: BaseException = exc
+        # Most calls succeed at once: the retry machinery is built only for the others.
+        return await self._retry(operation, failure, once)
+
+    async def _retry(
+        self, operation: str, failure: BaseException, once: Callable[[], Awaitable[Answer]]
+    ) -> Answer:
+        """Attempts 2..n of a call whose first attempt met *failure*."""
+
+        def _wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            return self._backoff_s(state.attempt_number + 1, exc)
+
+        def _count_retry(state: RetryCallState | None = None) -> None:
+            self._metrics.retries.labels(operation, "in_call").inc()
+
+        _count_retry()
+        await asyncio.sleep(self._backoff_s(1, failure))
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(self._retryable),
+            stop=stop_after_attempt(self._budget.attempts - 1),
+            wait=_wait,
+            before_sleep=_count_retry,
+            reraise=True,
+        )
         async for attempt in retrying:
             with attempt:
-                return await self._once(operation, method, path, body, all_headers, params, raw)
+                return await once()
         raise AssertionError("unreachable")
+
+    def _backoff_s(self, failures: int, exc: BaseException | None) -> float:
+        """Full jitter after *failures* failed attempts, and never less than Retry-After."""
+        jitter = random.uniform(0, min(self._budget.max_wait_s, 0.1 * 2**failures))
+        return max(jitter, getattr(exc, "retry_after_s", None) or 0.0)
+
+    def _retryable(self, exc: BaseException) -> bool:
+        after = getattr(exc, "retry_after_s", None) or 0.0
+        return isinstance(exc, RETRYABLE) and after <= self._budget.max_wait_s
 
     async def _once(
         self,

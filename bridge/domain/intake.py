@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -71,6 +72,9 @@ class IntakeRequest:
         return KeyInfo.of(self.child)
 
     def _digest(self, *, with_key_info: bool) -> str:
+        return _digest(self, with_key_info)
+
+    def _canonical_digest(self, with_key_info: bool) -> str:
         child = {
             "id_type": self.child.id_type,
             "id_number": self.child.id_number,
@@ -102,3 +106,10 @@ class IntakeRequest:
     def terms(self) -> str:
         """Fingerprint of everything but key information (which B5 corrects in place)."""
         return self._digest(with_key_info=False)
+
+
+# Deciding a child's next step asks for the same intake's digests several times over;
+# the intake is immutable, so each is computed once while the child is being worked on.
+@functools.lru_cache(maxsize=4096)
+def _digest(intake: IntakeRequest, with_key_info: bool) -> str:
+    return intake._canonical_digest(with_key_info)

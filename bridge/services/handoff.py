@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import start_journal
+from bridge.adapters.call_journal import RegistryCall, start_journal
 from bridge.adapters.postgres.ledger import ChildState, Ledger
+from bridge.adapters.postgres.ledger_batch import VerifiedFile
 from bridge.adapters.postgres.record_files import RecordFileStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
@@ -48,10 +50,21 @@ class HandoffPorts:
 
 
 class HandoffDriver:
-    """Takes a leased child as far as it can go now."""
+    """Takes a leased child as far as it can go now.
 
-    def __init__(self, ports: HandoffPorts) -> None:
+    The ledger is written when it must be, not after every call: before a call that may
+    create a registration the ledger must know of (B1, B4: the intent), and when the child
+    is done, set aside or waiting for a retry. The outcomes of the calls in between are
+    kept in memory and go with the next write: after a crash they are simply made again,
+    which every call of registry-api.md allows (B1 replays its answer to the same
+    idempotency key; B2-B6 are idempotent).
+    """
+
+    def __init__(self, ports: HandoffPorts, *, lease_s: float = 60.0) -> None:
         self._p = ports
+        # Progress renews the lease: a drive that has not written for this long writes
+        # before its next call, so that a slow registry cannot make it lose the child.
+        self._renew_after_s = lease_s / 3
 
     async def drive(self, child_id: int, lease: str, loaded: ChildState | None = None) -> None:
         """Step the child until done, set aside, or waiting for a retry.
@@ -61,72 +74,87 @@ class HandoffDriver:
         state = loaded or await self._p.ledger.load(child_id)
         if state is None:
             return  # merged into another child meanwhile
-        # Record files fetched in this drive: uploading them next needs no trip to the store.
-        fetched: dict[str, bytes] = {}
         try:
-            for step in range(MAX_STEPS_PER_LEASE):
-                action = state.handoff.next_action(state.record)
-                if action is None:
-                    if step == 0:  # leased with nothing to do: give the lease back
-                        await self._p.ledger.save(state, state.handoff, lease)
-                    # Otherwise the last save found no work left and released the lease:
-                    # saving again would only find the lease gone.
-                    return
-                state, more = await self._step(state, action, lease, fetched)
-                if not more:
-                    return
-            # Too many steps: let the ledger hand the child out again later.
-            delay = self._p.retry.delay_s(state.attempts)
-            await self._p.ledger.save(
-                state, state.handoff, lease, retry_at=_after(delay), last_error="too_many_steps"
-            )
+            await self._drive(state, lease)
         except LeaseLost:
             log.warning("lease lost for child %s; another instance goes on", child_id)
 
-    async def _step(
-        self, state: ChildState, action: Action, lease: str, fetched: dict[str, bytes]
-    ) -> tuple[ChildState, bool]:
+    async def _drive(self, state: ChildState, lease: str) -> None:
+        # *state* is what the ledger holds; *progress* what the registries hold as far as we
+        # know, with the calls and the verified file that are not written yet.
+        progress = _Unwritten(state.handoff)
         calls = start_journal()
-        record = state.record
-        intent = state.handoff.attempting(action)
-        if intent != state.handoff:
-            # Durable before the call: a crash or time-out after the registry acted must
-            # not leave a registration the ledger does not know of.
-            state = await self._p.ledger.save(state, intent, lease)
-        try:
-            handoff = await self._perform(action, state, fetched)
-        except NeedsOperator as exc:
-            reason = SetAsideReason(exc.code)
-            self._p.metrics.set_aside.labels(reason.value).inc()
-            log.warning("child %s set aside: %s", mask(record.student_number), reason.value)
-            handoff = state.handoff.refused(action).aside(record, reason, **exc.detail)
-        except RetryLater as exc:
-            delay = self._p.retry.delay_s(state.attempts, exc.retry_after_s)
-            self._p.metrics.retries.labels(type(action).__name__, "durable").inc()
-            await self._p.ledger.save(
-                state, state.handoff, lease, calls=calls, retry_at=_after(delay),
-                last_error=exc.code,
-            )  # fmt: skip
-            return state, False
-        new_state = await self._p.ledger.save(state, handoff, lease, calls=calls)
-        return new_state, True
+        for _ in range(MAX_STEPS_PER_LEASE):
+            action = progress.handoff.next_action(state.record)
+            if action is None:
+                # Done or set aside: the write releases the lease (also when leased with
+                # nothing to do, which gives the lease back).
+                await self._write(state, progress, calls, lease)
+                return
+            intent = progress.handoff.attempting(action)
+            if intent != progress.handoff or progress.stale(self._renew_after_s):
+                # Durable before the call: a crash or time-out after the registry acted must
+                # not leave a registration the ledger does not know of.
+                progress.handoff = intent
+                written = await self._write(state, progress, calls, lease)
+                refolded = written.record is not state.record
+                state = written
+                if refolded:
+                    continue  # new events arrived meanwhile: decide again from them
+            try:
+                progress.handoff = await self._perform(action, state, progress)
+            except NeedsOperator as exc:
+                reason = SetAsideReason(exc.code)
+                self._p.metrics.set_aside.labels(reason.value).inc()
+                log.warning(
+                    "child %s set aside: %s", mask(state.record.student_number), reason.value
+                )
+                handoff = progress.handoff.refused(action)
+                progress.handoff = handoff.aside(state.record, reason, **exc.detail)
+            except RetryLater as exc:
+                delay = self._p.retry.delay_s(state.attempts, exc.retry_after_s)
+                self._p.metrics.retries.labels(type(action).__name__, "durable").inc()
+                await self._write(
+                    state, progress, calls, lease, retry_at=_after(delay), last_error=exc.code
+                )
+                return
+        # Too many steps: let the ledger hand the child out again later.
+        delay = self._p.retry.delay_s(state.attempts)
+        await self._write(
+            state, progress, calls, lease, retry_at=_after(delay), last_error="too_many_steps"
+        )
 
-    async def _perform(
-        self, action: Action, state: ChildState, fetched: dict[str, bytes]
-    ) -> Handoff:
+    async def _write(
+        self,
+        state: ChildState,
+        progress: _Unwritten,
+        calls: list[RegistryCall],
+        lease: str,
+        *,
+        retry_at: dt.datetime | None = None,
+        last_error: str | None = None,
+    ) -> ChildState:
+        written = await self._p.ledger.save(
+            state, progress.handoff, lease, calls=tuple(calls), retry_at=retry_at,
+            last_error=last_error, file=progress.file,
+        )  # fmt: skip
+        calls.clear()
+        progress.written(written.handoff)
+        return written
+
+    async def _perform(self, action: Action, state: ChildState, progress: _Unwritten) -> Handoff:
         """Carry out *action*; return the hand-over as it stands afterwards."""
-        h, record, reg = state.handoff, state.record, self._p.registry
+        h, record, reg = progress.handoff, state.record, self._p.registry
         match action:
             case FetchFile(claim):
                 content = await self._p.preschool.fetch_record_file(claim)
-                await self._p.files.put(claim.sha256, claim.media_type, content)
-                fetched[claim.sha256] = content
+                progress.fetched(VerifiedFile(claim.sha256, claim.media_type, content))
                 return h.file_verified(claim.sha256)
             case SubmitIntake(intake, key):
                 result = await reg.put_intake(intake, key)
                 return h.intake_registered(intake, result.school_code)
             case UploadFile(number, sha256, media_type):
-                stored = fetched.get(sha256) or await self._p.files.content(sha256)
+                stored = progress.content(sha256) or await self._p.files.content(sha256)
                 if stored is None:  # the store lost it? fetch it again
                     return h.file_verified("")
                 try:
@@ -157,6 +185,35 @@ class HandoffDriver:
                     return h.registration_missing(number)
                 return h.arrival_reported(number)
         raise AssertionError(f"unknown action {action!r}")
+
+
+class _Unwritten:
+    """A drive's progress beyond what the ledger holds: hand-over, verified file."""
+
+    def __init__(self, handoff: Handoff) -> None:
+        self.handoff = handoff
+        self.file: VerifiedFile | None = None  # fetched, not written yet
+        self._content: dict[str, bytes] = {}  # every file fetched in this drive, by sha256
+        self._written_at = time.monotonic()
+
+    def fetched(self, file: VerifiedFile) -> None:
+        """A record file was fetched and verified; it goes with the next write."""
+        self.file = file
+        self._content[file.sha256] = file.content
+
+    def content(self, sha256: str) -> bytes | None:
+        """Bytes fetched in this drive: uploading them needs no trip to the store."""
+        return self._content.get(sha256)
+
+    def written(self, handoff: Handoff) -> None:
+        """The ledger holds *handoff* now (it may carry an arrival reported meanwhile)."""
+        self.handoff = handoff
+        self.file = None
+        self._written_at = time.monotonic()
+
+    def stale(self, after_s: float) -> bool:
+        """True when the last write is older than *after_s* (the lease wants renewing)."""
+        return time.monotonic() - self._written_at > after_s
 
 
 def _after(delay_s: float) -> dt.datetime:

@@ -33,6 +33,9 @@ class HandoffWorker:
         self._owner = owner
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
+        # Lease in batches while busy: one statement leases many children, rather than one
+        # statement for each drive that finishes.
+        self._claim_at = max(1, concurrency // 4)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self.running = False
@@ -48,7 +51,7 @@ class HandoffWorker:
             await self._take_back_leases()
             while True:
                 free = self._concurrency - len(self._tasks)
-                if free == 0:
+                if free < self._claim_at and self._tasks:
                     await self._wait(self._poll_interval_s)  # a finishing drive wakes us
                     continue
                 try:

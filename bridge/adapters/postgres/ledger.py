@@ -3,31 +3,72 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
+import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from bridge.adapters.call_journal import RegistryCall
+from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import Connection
+from bridge.adapters.postgres.derived import UPDATE_DERIVED, Derived
 from bridge.adapters.postgres.handoff_codec import dump_handoff, load_arrival, load_handoff
-from bridge.adapters.postgres.ledger_fast import (
+from bridge.adapters.postgres.ledger_batch import (
     CLAIM_DUE_LOADED,
     PARSED,
-    record_first_event,
-    save_if_unchanged,
-    save_statement,
+    NewChild,
+    Progress,
+    VerifiedFile,
+    known,
+    record_new_children,
+    save_unchanged,
 )
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
 from bridge.domain.handoff import Arrival, Handoff, Phase, Registration
 from bridge.errors import LeaseLost
 
+log = logging.getLogger(__name__)
+
 # Concurrent first events of one child race to create it; the loser simply tries again.
 _RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
+# Rows per group-committed statement: enough to amortise a round trip and a commit, few
+# enough that one statement stays short and its arrays small.
+EVENTS_PER_BATCH = 128
+SAVES_PER_BATCH = 128
+
+# The rows of every child the event names, locked in a fixed order, with their event logs.
+_LOCK_CHILDREN = """
+SELECT c.child_id, c.handoff,
+       ARRAY(SELECT body FROM child_events e WHERE e.child_id = c.child_id) AS bodies
+FROM children c
+WHERE c.child_id IN (SELECT child_id FROM child_numbers WHERE student_number = ANY($1::text[]))
+ORDER BY c.child_id FOR UPDATE
+"""
+_APPEND_EVENT = """
+WITH inbox_row AS (INSERT INTO inbox (event_id, child_id) VALUES ($1, $2)),
+number_rows AS (
+    INSERT INTO child_numbers (student_number, child_id)
+    SELECT n, $2 FROM unnest($3::text[]) AS n ON CONFLICT (student_number) DO NOTHING)
+INSERT INTO child_events (child_id, event_id, childseq, event_type, body)
+VALUES ($2, $1, $4, $5, $6)
+"""
+# A new event makes the child due now, whatever retry it was waiting for.
+_UPDATE_DERIVED_DUE = UPDATE_DERIVED.replace(
+    "updated_at = now()", "updated_at = now(), next_attempt_at = CASE WHEN $16 THEN now() END"
+)
+_UPDATE_DERIVED_PROGRESS = UPDATE_DERIVED.replace(
+    "updated_at = now()",
+    """updated_at = now(), attempts = $16, last_error = $17,
+    next_attempt_at = CASE WHEN $18::timestamptz IS NOT NULL THEN $18
+                           WHEN $19 THEN now() ELSE NULL END,
+    lease_owner = CASE WHEN $20 THEN NULL ELSE lease_owner END,
+    lease_until = CASE WHEN $20 THEN NULL ELSE now() + make_interval(secs => $21) END""",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,62 +90,37 @@ class ChildState:
     attempts: int
 
 
-def _derived(record: ChildRecord, handoff: Handoff) -> dict[str, Any]:
-    """Columns that summarise the child for queries; always recomputed, never edited."""
-    registration = handoff.registered(record)
-    aside = handoff.active_set_aside(record)
-    return {
-        "student_number": record.student_number,
-        "status": record.status.value,
-        "phase": handoff.phase(record).value,
-        "entry_year": record.entry_year,
-        "county_code": record.graduation.county_code if record.graduation else None,
-        "kindergarten_code": record.kindergarten_code,
-        "school_code": registration.school_code if registration else None,
-        "id_number": record.child.id_number if record.child else None,
-        "deferred_until": record.deferral.deferred_until
-        if record.status is RecordStatus.DEFERRED and record.deferral
-        else None,
-        "set_aside_reason": aside.reason.value if aside else None,
-        "last_childseq": record.last_childseq,
-        "handoff": json.dumps(dump_handoff(handoff)),
-        "has_work": handoff.next_action(record) is not None,
-        "graduated": record.status is RecordStatus.GRADUATED,
-        "handed_over": handoff.phase(record) in (Phase.FILE_DELIVERED, Phase.ENROLLED),
-    }
-
-
-_UPDATE_DERIVED = """
-UPDATE children SET
-    student_number = $2, status = $3, phase = $4, entry_year = $5, county_code = $6,
-    kindergarten_code = $7, school_code = $8, id_number = $9, deferred_until = $10,
-    set_aside_reason = $11, last_childseq = $12, handoff = $13::jsonb,
-    first_graduated_at = CASE WHEN $14 THEN coalesce(first_graduated_at, now())
-                              ELSE first_graduated_at END,
-    handed_over_at = CASE WHEN $15 THEN coalesce(handed_over_at, now()) ELSE NULL END,
-    version = version + 1, updated_at = now()
-WHERE child_id = $1
-"""
-
-
-def _derived_args(child_id: int, d: dict[str, Any]) -> list[Any]:
-    return [
-        child_id, d["student_number"], d["status"], d["phase"], d["entry_year"],
-        d["county_code"], d["kindergarten_code"], d["school_code"], d["id_number"],
-        d["deferred_until"], d["set_aside_reason"], d["last_childseq"], d["handoff"],
-        d["graduated"], d["handed_over"],
-    ]  # fmt: skip
-
-
-_SAVE_IF_UNCHANGED = save_statement(_UPDATE_DERIVED)
-
-
 class Ledger:
-    """Per-child ledger; every method is one transaction."""
+    """Per-child ledger; every method is one transaction.
 
-    def __init__(self, pool: asyncpg.Pool, *, lease_s: float = 60.0) -> None:
+    Recording events and saving progress are group-committed: concurrent callers' writes
+    share a statement, and each caller returns only once its own write is committed.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        lease_s: float = 60.0,
+        observe_batch: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """*observe_batch(writer, rows)* hears of every group-committed statement."""
         self._pool = pool
         self._lease_s = lease_s
+        observe = observe_batch or (lambda writer, rows: None)
+        self._events: GroupCommit[tuple[ChildEvent, bytes], RecordedEvent] = GroupCommit(
+            self._write_events, max_batch=EVENTS_PER_BATCH,
+            on_batch=lambda rows: observe("events", rows),
+        )  # fmt: skip
+        self._saves: GroupCommit[Progress, bool] = GroupCommit(
+            self._write_saves, max_batch=SAVES_PER_BATCH,
+            on_batch=lambda rows: observe("saves", rows),
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        """Let the writes under way finish (before the pool closes)."""
+        await self._events.aclose()
+        await self._saves.aclose()
 
     # --- events -------------------------------------------------------------------------
     async def record_event(self, event: ChildEvent, raw: bytes) -> RecordedEvent:
@@ -112,95 +128,124 @@ class Ledger:
 
         Idempotent by event id: a redelivered event changes nothing.
         """
+        PARSED.remember(raw, event)
+        return await self._events.submit((event, raw))
+
+    async def _write_events(
+        self, batch: Sequence[tuple[ChildEvent, bytes]]
+    ) -> list[RecordedEvent | BaseException]:
+        try:
+            return list(await self._record_batch(batch))
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            log.warning("%d events not recorded together (%s); each on its own", len(batch),
+                        type(exc).__name__)  # fmt: skip
+        # One event that cannot be recorded must not fail the others: each on its own.
+        results: list[RecordedEvent | BaseException] = []
+        for event, raw in batch:
+            try:
+                results.append(await self._record_alone(event, raw))
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _record_batch(self, batch: Sequence[tuple[ChildEvent, bytes]]) -> list[RecordedEvent]:
+        """Record *batch* in one transaction: new children in one statement, the rest each."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            recorded, known_numbers = await known(
+                conn,
+                sorted({e.event_id for e, _ in batch}),
+                sorted({n for e, _ in batch for n in e.numbers}),
+            )
+            results: list[RecordedEvent | None] = [None] * len(batch)
+            first_of: dict[str, int] = {}  # event id -> index of its first copy in the batch
+            for i, (event, _) in enumerate(batch):
+                if event.event_id in recorded:
+                    results[i] = RecordedEvent(recorded[event.event_id], duplicate=True)
+                elif event.event_id not in first_of:
+                    first_of[event.event_id] = i
+            uses = Counter(n for i in first_of.values() for n in batch[i][0].numbers)
+            new: list[int] = []
+            general: list[int] = []
+            for i in first_of.values():
+                numbers = batch[i][0].numbers
+                alone = all(n not in known_numbers and uses[n] == 1 for n in numbers)
+                (new if alone else general).append(i)
+            if new:
+                children = [
+                    NewChild(batch[i][0], batch[i][1], Derived.of(fold([batch[i][0]]), Handoff()))
+                    for i in new
+                ]
+                ids = await record_new_children(conn, children)
+                for i, child in zip(new, children, strict=True):
+                    results[i] = RecordedEvent(
+                        ids[child.derived.student_number], False, child.derived.phase
+                    )
+            for i in general:
+                results[i] = await self._record_event(conn, *batch[i], inbox_checked=True)
+            out: list[RecordedEvent] = []
+            for i, (event, _) in enumerate(batch):
+                result = results[i]
+                if result is None:  # a second copy of an event recorded just above
+                    first = results[first_of[event.event_id]]
+                    assert first is not None
+                    result = RecordedEvent(first.child_id, duplicate=True)
+                out.append(result)
+            return out
+
+    async def _record_alone(self, event: ChildEvent, raw: bytes) -> RecordedEvent:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RACES), stop=stop_after_attempt(5), reraise=True
         ):
             with attempt:
-                async with self._pool.acquire() as conn:
-                    PARSED.remember(raw, event)
-                    first = await self._record_first_event(conn, event, raw)
-                    if first is not None:
-                        return first
-                    async with conn.transaction():
-                        return await self._record_event(conn, event, raw)
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await self._record_event(conn, event, raw)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    async def _record_first_event(
-        conn: Connection, event: ChildEvent, raw: bytes
-    ) -> RecordedEvent | None:
-        """One round trip for the common case: the first event of an unknown child."""
-        record = fold([event])
-        derived = _derived(record, Handoff())
-        child_id = await record_first_event(
-            conn, event, raw, _derived_args(0, derived), derived["has_work"]
-        )
-        if child_id is None:
-            return None
-        return RecordedEvent(child_id=child_id, duplicate=False, phase=Phase(derived["phase"]))
-
-    async def _record_event(self, conn: Connection, event: ChildEvent, raw: bytes) -> RecordedEvent:
-        known = await conn.fetchval(
-            "SELECT child_id FROM inbox WHERE event_id = $1", event.event_id
-        )
-        if known is not None:
-            return RecordedEvent(child_id=known, duplicate=True)
-        numbers = sorted(event.numbers)
-        ids = [
-            r["child_id"]
-            for r in await conn.fetch(
-                "SELECT child_id FROM children WHERE child_id IN "
-                "(SELECT child_id FROM child_numbers WHERE student_number = ANY($1::text[])) "
-                "ORDER BY child_id FOR UPDATE",
-                numbers,
+    async def _record_event(
+        self, conn: Connection, event: ChildEvent, raw: bytes, *, inbox_checked: bool = False
+    ) -> RecordedEvent:
+        """The general path: the child may exist under any of the event's numbers, or two."""
+        if not inbox_checked:
+            known_child = await conn.fetchval(
+                "SELECT child_id FROM inbox WHERE event_id = $1", event.event_id
             )
-        ]
-        if not ids:
-            child_id = await conn.fetchval(
+            if known_child is not None:
+                return RecordedEvent(child_id=known_child, duplicate=True)
+        rows = await conn.fetch(_LOCK_CHILDREN, sorted(event.numbers))
+        bodies: list[bytes] = []
+        if not rows:
+            child_id: int = await conn.fetchval(
                 "INSERT INTO children (student_number, status, phase) VALUES ($1, $2, $3) "
                 "RETURNING child_id",
                 event.data.student_number, RecordStatus.IN_KINDERGARTEN.value, Phase.WAITING.value,
             )  # fmt: skip
+            handoff = Handoff()
         else:
-            child_id = ids[0]
-            if len(ids) > 1:
-                await self._merge(conn, child_id, ids[1:])
+            child_id = rows[0]["child_id"]
+            bodies = [b for r in rows for b in r["bodies"]]
+            if len(rows) > 1:
+                handoff = await self._merge(conn, child_id, [r["child_id"] for r in rows[1:]])
+            else:
+                handoff = load_handoff(orjson.loads(rows[0]["handoff"]))
         await conn.execute(
-            "INSERT INTO inbox (event_id, child_id) VALUES ($1, $2)", event.event_id, child_id
-        )
-        await conn.executemany(
-            "INSERT INTO child_numbers (student_number, child_id) VALUES ($1, $2) "
-            "ON CONFLICT (student_number) DO NOTHING",
-            [(n, child_id) for n in numbers],
-        )
-        await conn.execute(
-            "INSERT INTO child_events (child_id, event_id, childseq, event_type, body) "
-            "VALUES ($1, $2, $3, $4, $5)",
-            child_id, event.event_id, event.childseq, event.type.value, raw,
+            _APPEND_EVENT, event.event_id, child_id, sorted(event.numbers), event.childseq,
+            event.type.value, raw,
         )  # fmt: skip
-        record = await self._fold(conn, child_id)
-        handoff = load_handoff(
-            json.loads(
-                await conn.fetchval("SELECT handoff FROM children WHERE child_id=$1", child_id)
-            )
-        )
-        derived = _derived(record, handoff)
+        record = fold([*(PARSED.parse(b) for b in bodies), event])
+        derived = Derived.of(record, handoff)
         # The current number may have been another child row's until the merge above.
-        await conn.execute(_UPDATE_DERIVED, *_derived_args(child_id, derived))
-        await conn.execute(
-            "UPDATE children SET next_attempt_at = CASE WHEN $2 THEN now() ELSE NULL END "
-            "WHERE child_id = $1",
-            child_id, derived["has_work"],
-        )  # fmt: skip
-        return RecordedEvent(child_id=child_id, duplicate=False, phase=Phase(derived["phase"]))
+        await conn.execute(_UPDATE_DERIVED_DUE, *derived.update_args(child_id), derived.has_work)
+        return RecordedEvent(child_id=child_id, duplicate=False, phase=derived.phase)
 
-    async def _merge(self, conn: Connection, survivor: int, others: Sequence[int]) -> None:
+    async def _merge(self, conn: Connection, survivor: int, others: Sequence[int]) -> Handoff:
         """Events under two numbers turned out to be one child: keep one row."""
         rows = await conn.fetch(
             "SELECT handoff FROM children WHERE child_id = ANY($1::bigint[]) ORDER BY child_id",
             [survivor, *others],
         )
-        handoffs = [load_handoff(json.loads(r["handoff"])) for r in rows]
+        handoffs = [load_handoff(orjson.loads(r["handoff"])) for r in rows]
         registrations: dict[str, Registration] = {}
         for h in handoffs:
             for reg in h.registrations:
@@ -217,8 +262,9 @@ class Ledger:
         await conn.execute("DELETE FROM children WHERE child_id = ANY($1::bigint[])", list(others))
         await conn.execute(
             "UPDATE children SET handoff = $2::jsonb WHERE child_id = $1",
-            survivor, json.dumps(dump_handoff(merged)),
+            survivor, orjson.dumps(dump_handoff(merged)).decode(),
         )  # fmt: skip
+        return merged
 
     @staticmethod
     async def _fold(conn: Connection, child_id: int) -> ChildRecord:
@@ -234,7 +280,7 @@ class Ledger:
                 ChildState(
                     r["child_id"],
                     fold(PARSED.parse(body) for body in r["bodies"]),
-                    load_handoff(json.loads(r["handoff"])),
+                    load_handoff(orjson.loads(r["handoff"])),
                     r["attempts"],
                 ),
                 r["lease_owner"],
@@ -254,7 +300,7 @@ class Ledger:
             return None
         record = fold(PARSED.parse(body) for body in row["bodies"])
         return ChildState(
-            child_id, record, load_handoff(json.loads(row["handoff"])), row["attempts"]
+            child_id, record, load_handoff(orjson.loads(row["handoff"])), row["attempts"]
         )
 
     async def save(
@@ -266,51 +312,93 @@ class Ledger:
         calls: Sequence[RegistryCall] = (),
         retry_at: dt.datetime | None = None,
         last_error: str | None = None,
+        file: VerifiedFile | None = None,
     ) -> ChildState:
         """Record the hand-over's progress under our lease; raise LeaseLost if it is not ours.
 
-        Progress renews the lease; finishing or waiting releases it.
+        Progress renews the lease; finishing or waiting releases it. *file*, a record file
+        the hand-over verified, is stored in the same transaction.
 
         Events may have arrived meanwhile: the record is refolded then, so what is left to
         do is judged against the newest facts.
         """
-        fast = await self._save_if_unchanged(
-            state, handoff, lease, calls=calls, retry_at=retry_at, last_error=last_error
+        derived = Derived.of(state.record, handoff)
+        attempts = state.attempts + 1 if retry_at else 0
+        progress = Progress(
+            child_id=state.child_id, derived=derived, attempts=attempts, last_error=last_error,
+            retry_at=retry_at, release=retry_at is not None or not derived.has_work,
+            lease=lease, expected_childseq=state.record.last_childseq,
+            expected_arrival=derived.arrival, calls=tuple(calls), file=file,
+        )  # fmt: skip
+        if await self._saves.submit(progress):
+            return ChildState(state.child_id, state.record, handoff, attempts)
+        return await self._save_changed(
+            state, handoff, lease, calls=calls, retry_at=retry_at, last_error=last_error, file=file
         )
-        if fast is not None:
-            return fast
+
+    async def _write_saves(self, batch: Sequence[Progress]) -> list[bool | BaseException]:
+        try:
+            async with self._pool.acquire() as conn:
+                saved = await save_unchanged(conn, batch, self._lease_s)
+            return [p.child_id in saved for p in batch]
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            log.warning("%d saves not written together (%s); each on its own", len(batch),
+                        type(exc).__name__)  # fmt: skip
+        # A row that breaks the statement (say, a number another child took meanwhile) must
+        # not fail the others: each on its own.
+        results: list[bool | BaseException] = []
+        for progress in batch:
+            try:
+                async with self._pool.acquire() as conn:
+                    one = await save_unchanged(conn, [progress], self._lease_s)
+                results.append(progress.child_id in one)
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    async def _save_changed(
+        self,
+        state: ChildState,
+        handoff: Handoff,
+        lease: str,
+        *,
+        calls: Sequence[RegistryCall],
+        retry_at: dt.datetime | None,
+        last_error: str | None,
+        file: VerifiedFile | None,
+    ) -> ChildState:
+        """save() when something changed under us: re-read under the row lock."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT lease_owner, last_childseq, handoff -> 'arrival' AS arrival"
                 " FROM children WHERE child_id = $1 FOR UPDATE",
                 state.child_id,
             )
+            if file is not None:  # verified bytes are worth keeping whoever holds the child
+                await conn.execute(
+                    "INSERT INTO record_files (sha256, size, media_type, content)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
+                    file.sha256, len(file.content), file.media_type, file.content,
+                )  # fmt: skip
             if row is None or row["lease_owner"] != lease:
                 raise LeaseLost("another instance holds this child now")
             # A school may have reported the arrival while we worked: the driver never
             # changes the arrival, so the stored one is the newest and must survive.
-            stored_arrival = load_arrival(json.loads(row["arrival"] or "null"))
+            stored_arrival = load_arrival(orjson.loads(row["arrival"] or "null"))
             if stored_arrival is not None and stored_arrival != handoff.arrival:
                 handoff = handoff.arrival_requested(stored_arrival)
             record = state.record
             if row["last_childseq"] != record.last_childseq:
                 record = await self._fold(conn, state.child_id)
-            derived = _derived(record, handoff)
-            await conn.execute(_UPDATE_DERIVED, *_derived_args(state.child_id, derived))
+            derived = Derived.of(record, handoff)
             attempts = state.attempts + 1 if retry_at else 0
-            done = retry_at is None and not derived["has_work"]
+            done = retry_at is None and not derived.has_work
             await conn.execute(
-                """
-                UPDATE children SET attempts = $2, last_error = $3,
-                    next_attempt_at = CASE WHEN $4::timestamptz IS NOT NULL THEN $4
-                                           WHEN $5 THEN now() ELSE NULL END,
-                    lease_owner = CASE WHEN $6 THEN NULL ELSE lease_owner END,
-                    lease_until = CASE WHEN $6 THEN NULL
-                                       ELSE now() + make_interval(secs => $7) END
-                WHERE child_id = $1
-                """,
-                state.child_id, attempts, last_error, retry_at, derived["has_work"],
-                done or retry_at is not None, self._lease_s,
+                _UPDATE_DERIVED_PROGRESS, *derived.update_args(state.child_id), attempts,
+                last_error, retry_at, derived.has_work, done or retry_at is not None,
+                self._lease_s,
             )  # fmt: skip
             if calls:
                 await conn.executemany(
@@ -322,31 +410,6 @@ class Ledger:
                     ],
                 )
         return ChildState(state.child_id, record, handoff, attempts)
-
-    async def _save_if_unchanged(
-        self,
-        state: ChildState,
-        handoff: Handoff,
-        lease: str,
-        *,
-        calls: Sequence[RegistryCall],
-        retry_at: dt.datetime | None,
-        last_error: str | None,
-    ) -> ChildState | None:
-        """save() in one statement when nothing changed under us; None: take the long way."""
-        derived = _derived(state.record, handoff)
-        attempts = state.attempts + 1 if retry_at else 0
-        done = retry_at is None and not derived["has_work"]
-        arrival = dump_handoff(handoff)["arrival"]
-        async with self._pool.acquire() as conn:
-            saved = await save_if_unchanged(
-                conn, _SAVE_IF_UNCHANGED, _derived_args(state.child_id, derived),
-                attempts=attempts, last_error=last_error, retry_at=retry_at,
-                has_work=derived["has_work"], release=done or retry_at is not None,
-                lease_s=self._lease_s, lease=lease, last_childseq=state.record.last_childseq,
-                arrival=arrival, calls=calls,
-            )  # fmt: skip
-        return ChildState(state.child_id, state.record, handoff, attempts) if saved else None
 
     async def release_instance_leases(self, owner: str) -> int:
         """Free leases an earlier run of this same instance held when it died."""
@@ -379,10 +442,10 @@ class Ledger:
             if row is None:
                 return None
             record = await self._fold(conn, child_id)
-            handoff = load_handoff(json.loads(row["handoff"])).arrival_requested(arrival)
-            derived = _derived(record, handoff)
-            await conn.execute(_UPDATE_DERIVED, *_derived_args(child_id, derived))
-            if derived["has_work"]:
+            handoff = load_handoff(orjson.loads(row["handoff"])).arrival_requested(arrival)
+            derived = Derived.of(record, handoff)
+            await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
+            if derived.has_work:
                 await conn.execute(
                     "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
                 )
@@ -405,17 +468,17 @@ class Ledger:
             if row is None or row["leased"]:
                 return None
             record = await self._fold(conn, child_id)
-            handoff = change(record, load_handoff(json.loads(row["handoff"])))
+            handoff = change(record, load_handoff(orjson.loads(row["handoff"])))
             if handoff is None:
                 return None
-            derived = _derived(record, handoff)
-            await conn.execute(_UPDATE_DERIVED, *_derived_args(child_id, derived))
+            derived = Derived.of(record, handoff)
+            await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
             await conn.execute(
                 "UPDATE children SET attempts = 0, last_error = NULL,"
                 " next_attempt_at = CASE WHEN $2 THEN now() ELSE NULL END WHERE child_id = $1",
-                child_id, derived["has_work"],
+                child_id, derived.has_work,
             )  # fmt: skip
-            return Phase(derived["phase"])
+            return derived.phase
 
     # --- lookups ------------------------------------------------------------------------
     async def child_id_for(self, student_number: str) -> int | None:
