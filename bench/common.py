@@ -318,6 +318,19 @@ def bridge_env(settings: Mapping[str, Any]) -> dict[str, str]:
 
 
 # --- figures --------------------------------------------------------------------------
+def cpu_probe_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes now: how fast this machine is right now.
+
+    Figures taken on a shared or throttled machine are only comparable next to this; on an
+    idle 2-core CI-size box it reads about 130 ms.
+    """
+    start = time.perf_counter()
+    total = 0
+    for i in range(2_500_000):
+        total += i
+    return round((time.perf_counter() - start) * 1000, 1)
+
+
 def percentile(values: Sequence[float], p: float) -> float:
     """The p-th percentile (nearest rank) of *values*; NaN if empty."""
     if not values:

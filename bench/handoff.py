@@ -38,6 +38,7 @@ from bench.common import (
     CpuMeter,
     Simulator,
     bridge_env,
+    cpu_probe_ms,
     create_database,
     databases,
     delete_broker_objects,
@@ -326,11 +327,16 @@ async def main_async(opts: Options) -> dict[str, Any]:
             print(f"cohort of {opts.n} generated and seeded in {time.perf_counter() - t:.0f} s")
             bench = Bench(opts, sim, cohort, dbs)
             results: dict[str, list[RunResult]] = {s: [] for s in SYSTEMS}
+            probes = [cpu_probe_ms()]
             for run in range(opts.runs):
                 for system in opts.systems:
                     r = await bench.throughput(system)
                     results[system].append(r)
-                    print(f"run {run + 1} {system}: {r.rate:,.0f}/s in {r.elapsed_s:.1f} s")
+                    probes.append(cpu_probe_ms())
+                    print(
+                        f"run {run + 1} {system}: {r.rate:,.0f}/s in {r.elapsed_s:.1f} s"
+                        f"  (cpu probe {probes[-1]:.0f} ms)"
+                    )
             if set(opts.systems) != set(SYSTEMS):
                 cpu = cpu_per_thousand(opts.n, {s: results[s] for s in opts.systems})
                 print(f"CPU seconds per 1,000 hand-overs: {json.dumps(cpu)}")
@@ -340,7 +346,7 @@ async def main_async(opts: Options) -> dict[str, Any]:
             latencies = {s: await bench.latency(s, rate) for s in ("bridge", "pipeline")}
         finally:
             await sim.child.stop()
-    return report(opts, results, medians, latencies, rate)
+    return report(opts, results, medians, latencies, rate, probes)
 
 
 def report(
@@ -349,6 +355,7 @@ def report(
     medians: dict[str, float],
     latencies: dict[str, list[float]],
     latency_rate: float,
+    probes: list[float],
 ) -> dict[str, Any]:
     rows: list[Sequence[Any]] = []
     for s in SYSTEMS:
@@ -376,7 +383,11 @@ def report(
     )
     ratio_a = medians["bridge"] / medians["pipeline"]
     ratio_b = medians["bridge"] / medians["consume"]
-    print(f"\nbridge / pipeline (a) = {ratio_a:.2f}   (target >= 0.80)")
+    print(
+        f"\ncpu probe between runs: {min(probes):.0f}-{max(probes):.0f} ms"
+        " (about 130 ms on an idle 2-core box; higher means the machine was busy)"
+    )
+    print(f"bridge / pipeline (a) = {ratio_a:.2f}   (target >= 0.80)")
     print(f"bridge / consume  (b) = {ratio_b:.2f}")
     figures = {
         "bench": "handoff",
@@ -392,6 +403,7 @@ def report(
         "latency_rate_per_s": latency_rate,
         "bridge_peak_rss_mb": max(r.peak_rss_mb for r in results["bridge"]),
         "cpu_s_per_1000": cpu,
+        "cpu_probe_ms": probes,
         "ratio_bridge_to_pipeline": ratio_a,
         "ratio_bridge_to_consume": ratio_b,
         "target_met": ratio_a >= 0.8,
