@@ -35,14 +35,26 @@ typecheck: venv
 unit: venv
 	$(BIN)/python -m pytest tests/unit
 
-## Benchmarks (not part of the test run): hand-over beside its baselines, then the soak.
-## Sizes: BENCH_N events per hand-over run, SOAK_N events at SOAK_RATE per second.
-BENCH_N    ?= $(N)
-SOAK_N     ?= 1000000
-SOAK_RATE  ?= 200
-BENCH_ARGS ?=
-bench: venv services
+## Benchmarks (not part of the test run): each prints a table and one BENCH_JSON line.
+## Sizes: BENCH_N events per hand-over run (3 runs of the bridge and both baselines),
+## RECON_SIZES children per reconciliation, PULL_ARGS for the school pull, SOAK_N events
+## at SOAK_RATE per second for the soak. `make bench` runs all four (a few hours at the
+## defaults); bench-handoff, bench-reconcile, bench-pull and bench-soak run one each.
+BENCH_N     ?= $(N)
+RECON_SIZES ?= 100000,1500000
+PULL_ARGS   ?=
+SOAK_N      ?= 1000000
+SOAK_RATE   ?= 200
+BENCH_ARGS  ?=
+.PHONY: bench-handoff bench-reconcile bench-pull bench-soak
+bench: bench-handoff bench-reconcile bench-pull bench-soak
+bench-handoff: venv services
 	$(BIN)/python -m bench.handoff --n $(BENCH_N) $(BENCH_ARGS)
+bench-reconcile: venv services
+	$(BIN)/python -m bench.reconcile --sizes $(RECON_SIZES)
+bench-pull: venv services
+	$(BIN)/python -m bench.pull $(PULL_ARGS)
+bench-soak: venv services
 	$(BIN)/python -m bench.soak --n $(SOAK_N) --rate $(SOAK_RATE)
 
 ## The fault suite at full size (CI runs it small): make faults N=100000

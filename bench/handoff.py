@@ -433,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-n", type=int, default=2000)
     parser.add_argument("--prefetch", type=int, default=256)
-    parser.add_argument("--concurrency", type=int, default=64)
+    # Children in flight, the same for the bridge and the pipeline: enough that neither waits
+    # on latency (the bridge's durable writes add some) rather than on the machine.
+    parser.add_argument("--concurrency", type=int, default=192)
     parser.add_argument("--uvloop", action="store_true", help="uvloop in every system")
     parser.add_argument(
         "--systems", default=",".join(SYSTEMS), help="a subset, for profiling (no report)"

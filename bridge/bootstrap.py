@@ -15,6 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from bridge.adapters.http_transport import RegistryTransport, RetryBudget
 from bridge.adapters.postgres.audit import AuditLog
+from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.migrate import ensure_database, migrate
 from bridge.adapters.postgres.parked_messages import ParkedMessages
@@ -33,19 +34,6 @@ from consumers.parked import ParkedRecorder
 from consumers.topology import Topology, TopologyNames, declare
 
 log = logging.getLogger(__name__)
-
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    # A server restart cuts connections mid-statement (AdminShutdownError) and can leave a
-    # pooled connection confused about its state (InternalClientError); both pass, found
-    # by tests/faults.
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InternalClientError,
-    ConnectionError,
-    OSError,
-)
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
@@ -172,7 +160,7 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             tasks.append(asyncio.create_task(_reconcile_on_schedule(bridge), name="reconcile"))
         if consume:
             consumer = EventConsumer(
-                ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_ERRORS
+                ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_UNAVAILABLE
             )
             await topology.events_queue.consume(consumer)
             await topology.parked_queue.consume(ParkedRecorder(bridge.parked))

@@ -27,9 +27,11 @@ class Settings(BaseSettings):
     instance_id: str = Field(default_factory=socket.gethostname)
     events_exchange: str = "preschool.events"
     queue_prefix: str = "xueji.bridge"
-    prefetch: int = 64
+    # In flight: a summer's cohort arrives in weeks, and durable writes are group-committed,
+    # so many children at once cost little more than one (bench/handoff.py).
+    prefetch: int = 256
     delivery_limit: int = 20
-    handoff_concurrency: int = 32
+    handoff_concurrency: int = 128
     poll_interval_s: float = 1.0
     lease_s: float = 60.0
     db_pool_size: int = 20

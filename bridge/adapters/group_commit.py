@@ -9,14 +9,14 @@ writes of everyone waiting at that moment share one statement.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 R = TypeVar("R")
-
-# A writer answers each item with its result, or with the exception that item alone met.
-BatchWriter = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class GroupCommit(Generic[T, R]):
@@ -25,24 +25,36 @@ class GroupCommit(Generic[T, R]):
     At most *concurrency* batches are being written at a time; what is submitted meanwhile
     forms the next batch. Batches therefore grow with load, and a lone caller waits for
     nothing but its own write: there is no timer. A caller's result is its own item's, and
-    it has it only once the batch holding the item is written. A caller that is cancelled
-    while it waits does not take its item out: the batch is written all the same.
+    it has it only once the batch holding it is written. A caller that is cancelled while
+    it waits does not take its item out: the batch is written all the same.
+
+    If a batch of several items fails, each of them is written again on its own with
+    *write_one* (when given): one item that breaks the statement must not fail its
+    neighbours. Failures in *batch_wide* (say, the database is away) concern the batch as a
+    whole and reach every caller at once.
     """
 
     def __init__(
         self,
-        write: BatchWriter[T, R],
+        write: Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]],
         *,
         max_batch: int,
         concurrency: int = 1,
+        write_one: Callable[[T], Awaitable[R]] | None = None,
+        batch_wide: tuple[type[BaseException], ...] = (),
         on_batch: Callable[[int], None] | None = None,
+        name: str = "group commit",
     ) -> None:
+        """*write* answers each item with its result or with the exception it alone met."""
         if max_batch < 1 or concurrency < 1:
             raise ValueError("max_batch and concurrency must be at least 1")
+        self._name = name
         self._write = write
-        self._on_batch = on_batch
+        self._write_one = write_one
+        self._batch_wide = batch_wide
         self._max_batch = max_batch
         self._concurrency = concurrency
+        self._on_batch = on_batch
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._writing: set[asyncio.Task[None]] = set()
 
@@ -70,21 +82,24 @@ class GroupCommit(Generic[T, R]):
     async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         if self._on_batch is not None:
             self._on_batch(len(batch))
+        items = [item for item, _ in batch]
         try:
-            results = await self._write([item for item, _ in batch])
+            results: Sequence[R | BaseException] = await self._write(items)
             if len(results) != len(batch):
                 raise AssertionError("a batch writer must answer every item")
-        except BaseException as exc:
+        except Exception as exc:
+            if len(batch) == 1 or self._write_one is None or isinstance(exc, self._batch_wide):
+                results = [exc] * len(batch)
+            else:
+                log.warning(
+                    "%s: %d writes failed together (%s); writing each on its own",
+                    self._name, len(batch), type(exc).__name__,
+                )  # fmt: skip
+                results = await self._each_on_its_own(items)
+        except BaseException:  # cancelled (shutting down): the callers hear of it too
             for _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise  # cancellation and exits propagate once every caller knows
-            return
+                future.cancel()
+            raise
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue  # its caller was cancelled meanwhile
@@ -92,6 +107,16 @@ class GroupCommit(Generic[T, R]):
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+    async def _each_on_its_own(self, items: Sequence[T]) -> list[R | BaseException]:
+        assert self._write_one is not None
+        results: list[R | BaseException] = []
+        for item in items:
+            try:
+                results.append(await self._write_one(item))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     async def aclose(self) -> None:
         """Wait for the batches being written (callers still waiting get their answers)."""

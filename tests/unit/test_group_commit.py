@@ -18,6 +18,7 @@ class Recorder:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail_batch: Exception | None = None
+        self.alone: list[int] = []
 
     async def write(self, items: Sequence[int]) -> list[int | BaseException]:
         self.batches.append(list(items))
@@ -25,6 +26,12 @@ class Recorder:
         if self.fail_batch is not None:
             raise self.fail_batch
         return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+    async def write_one(self, item: int) -> int:
+        self.alone.append(item)
+        if item < 0:
+            raise ValueError(f"negative {item}")
+        return item * 10
 
 
 async def test_callers_waiting_together_share_one_batch() -> None:
@@ -61,14 +68,36 @@ async def test_each_caller_gets_its_own_items_exception() -> None:
     assert isinstance(bad, ValueError) and str(bad) == "odd 3"
 
 
-async def test_a_failed_batch_fails_every_caller_in_it() -> None:
+async def test_a_batch_wide_failure_reaches_every_caller_and_nothing_goes_alone() -> None:
     rec = Recorder()
     rec.fail_batch = ConnectionError("database away")
-    commit: GroupCommit[int, int] = GroupCommit(rec.write, max_batch=10)
+    commit: GroupCommit[int, int] = GroupCommit(
+        rec.write, write_one=rec.write_one, batch_wide=(ConnectionError,), max_batch=10
+    )
     results = await asyncio.gather(*(commit.submit(i) for i in (0, 2)), return_exceptions=True)
     assert all(isinstance(r, ConnectionError) for r in results)
+    assert rec.alone == []
     rec.fail_batch = None
     assert await commit.submit(4) == 40  # the next batch goes out as usual
+
+
+async def test_a_batch_that_fails_is_written_again_item_by_item() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+    commit: GroupCommit[int, int] = GroupCommit(
+        rec.write, write_one=rec.write_one, batch_wide=(ConnectionError,), max_batch=10
+    )
+    first = asyncio.create_task(commit.submit(0))
+    await asyncio.sleep(0)  # [0] is being written; the next three wait together
+    rest = [asyncio.create_task(commit.submit(i)) for i in (2, -4, 6)]
+    await asyncio.sleep(0)
+    rec.fail_batch = RuntimeError("one row breaks the statement")
+    rec.gate.set()
+    results = await asyncio.gather(first, *rest, return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)  # alone already: nothing to retry
+    assert results[1] == 20 and results[3] == 60
+    assert isinstance(results[2], ValueError) and str(results[2]) == "negative -4"
+    assert rec.batches == [[0], [2, -4, 6]] and rec.alone == [2, -4, 6]
 
 
 async def test_a_cancelled_caller_does_not_take_its_item_out_of_the_batch() -> None:

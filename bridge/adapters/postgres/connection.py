@@ -6,3 +6,18 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
+
+# The database is away (down, restarting, unreachable), as opposed to refusing a statement:
+# worth waiting for, and never a reason to doubt the rows being written.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    # A server restart cuts connections mid-statement (AdminShutdownError) and can leave a
+    # pooled connection confused about its state (InternalClientError); both pass, found
+    # by tests/faults.
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    OSError,
+)

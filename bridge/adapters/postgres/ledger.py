@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
 from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.group_commit import GroupCommit
-from bridge.adapters.postgres.connection import Connection
+from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE, Connection
 from bridge.adapters.postgres.derived import UPDATE_DERIVED, Derived
 from bridge.adapters.postgres.handoff_codec import dump_handoff, load_arrival, load_handoff
 from bridge.adapters.postgres.ledger_batch import (
@@ -31,8 +30,6 @@ from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
 from bridge.domain.handoff import Arrival, Handoff, Phase, Registration
 from bridge.errors import LeaseLost
-
-log = logging.getLogger(__name__)
 
 # Concurrent first events of one child race to create it; the loser simply tries again.
 _RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
@@ -109,12 +106,14 @@ class Ledger:
         self._lease_s = lease_s
         observe = observe_batch or (lambda writer, rows: None)
         self._events: GroupCommit[tuple[ChildEvent, bytes], RecordedEvent] = GroupCommit(
-            self._write_events, max_batch=EVENTS_PER_BATCH,
-            on_batch=lambda rows: observe("events", rows),
+            self._record_batch, write_one=self._record_alone, batch_wide=DATABASE_UNAVAILABLE,
+            max_batch=EVENTS_PER_BATCH, on_batch=lambda rows: observe("events", rows),
+            name="recording events",
         )  # fmt: skip
         self._saves: GroupCommit[Progress, bool] = GroupCommit(
-            self._write_saves, max_batch=SAVES_PER_BATCH,
-            on_batch=lambda rows: observe("saves", rows),
+            self._write_saves, write_one=self._write_save, batch_wide=DATABASE_UNAVAILABLE,
+            max_batch=SAVES_PER_BATCH, on_batch=lambda rows: observe("saves", rows),
+            name="saving progress",
         )  # fmt: skip
 
     async def aclose(self) -> None:
@@ -130,25 +129,6 @@ class Ledger:
         """
         PARSED.remember(raw, event)
         return await self._events.submit((event, raw))
-
-    async def _write_events(
-        self, batch: Sequence[tuple[ChildEvent, bytes]]
-    ) -> list[RecordedEvent | BaseException]:
-        try:
-            return list(await self._record_batch(batch))
-        except Exception as exc:
-            if len(batch) == 1:
-                return [exc]
-            log.warning("%d events not recorded together (%s); each on its own", len(batch),
-                        type(exc).__name__)  # fmt: skip
-        # One event that cannot be recorded must not fail the others: each on its own.
-        results: list[RecordedEvent | BaseException] = []
-        for event, raw in batch:
-            try:
-                results.append(await self._record_alone(event, raw))
-            except Exception as exc:
-                results.append(exc)
-        return results
 
     async def _record_batch(self, batch: Sequence[tuple[ChildEvent, bytes]]) -> list[RecordedEvent]:
         """Record *batch* in one transaction: new children in one statement, the rest each."""
@@ -194,7 +174,8 @@ class Ledger:
                 out.append(result)
             return out
 
-    async def _record_alone(self, event: ChildEvent, raw: bytes) -> RecordedEvent:
+    async def _record_alone(self, item: tuple[ChildEvent, bytes]) -> RecordedEvent:
+        event, raw = item
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RACES), stop=stop_after_attempt(5), reraise=True
         ):
@@ -336,27 +317,13 @@ class Ledger:
             state, handoff, lease, calls=calls, retry_at=retry_at, last_error=last_error, file=file
         )
 
-    async def _write_saves(self, batch: Sequence[Progress]) -> list[bool | BaseException]:
-        try:
-            async with self._pool.acquire() as conn:
-                saved = await save_unchanged(conn, batch, self._lease_s)
-            return [p.child_id in saved for p in batch]
-        except Exception as exc:
-            if len(batch) == 1:
-                return [exc]
-            log.warning("%d saves not written together (%s); each on its own", len(batch),
-                        type(exc).__name__)  # fmt: skip
-        # A row that breaks the statement (say, a number another child took meanwhile) must
-        # not fail the others: each on its own.
-        results: list[bool | BaseException] = []
-        for progress in batch:
-            try:
-                async with self._pool.acquire() as conn:
-                    one = await save_unchanged(conn, [progress], self._lease_s)
-                results.append(progress.child_id in one)
-            except Exception as exc:
-                results.append(exc)
-        return results
+    async def _write_saves(self, batch: Sequence[Progress]) -> list[bool]:
+        async with self._pool.acquire() as conn:
+            saved = await save_unchanged(conn, batch, self._lease_s)
+        return [p.child_id in saved for p in batch]
+
+    async def _write_save(self, progress: Progress) -> bool:
+        return (await self._write_saves([progress]))[0]
 
     async def _save_changed(
         self,
