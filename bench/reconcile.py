@@ -10,6 +10,13 @@ with COPY. About 1 % of the children fall into each discrepancy category. Repair
 off (synthetic ledger rows have no event log to re-fold); they are per-child
 transactions after the scan, capped by BRIDGE_RECONCILE_MAX_REPAIRS.
 
+Each size runs in a process of its own, so that its peak RSS is its own. Besides the
+seconds it reports the CPU seconds of the bridge (the process running the reconciliation),
+of PostgreSQL (the run's backends) and of the simulated registries: on a small shared
+machine they compete for the same cores, and CPU seconds vary far less than seconds do.
+The paging server encodes its pages with orjson so that the registries, which in real
+life run elsewhere, take as little of those cores as they can.
+
 Prints a table and one JSON line.
 """
 
@@ -20,11 +27,16 @@ import asyncio
 import datetime as dt
 import json
 import multiprocessing
+import os
 import resource
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from bench.common import create_database, drop_database
@@ -38,6 +50,22 @@ KINDS = {  # i % 100 -> the discrepancy of child i; others are matched
     14: "file_not_pulled", 15: "not_arrived",
 }  # fmt: skip
 ROSTER_STATE = {3: "in_kindergarten", 4: "deferred", 5: "cancelled", 12: "deferred"}
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a local process has used so far; 0 if unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # fields from the 3rd on: utime is the 14th
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_cpu_s(pool: Any) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the bench's database."""
+    rows = await pool.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    return {r["pid"]: cpu_s(r["pid"]) for r in rows}
 
 
 def number(i: int) -> str:
@@ -80,7 +108,8 @@ def serve(port: int, size: int) -> None:
             if value is not None:
                 items.append(value)
             i += 1
-        return web.json_response({"items": items, "next_cursor": str(i) if i < total else None})
+        body = {"items": items, "next_cursor": str(i) if i < total else None}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     # The J numbers holding conflicted identities sort after every G number.
     conflicts = [
@@ -186,14 +215,24 @@ async def run_one(size: int) -> dict[str, Any]:
 
             ops = build_operations(settings, pool, pre, reg, publish, lambda: None)
             assert isinstance(ops.calendars, CalendarStore)
+            pg_before, sim_before = await backend_cpu_s(pool), cpu_s(server.pid or 0)
+            own_before = resource.getrusage(resource.RUSAGE_SELF)
             start = time.monotonic()
             run = await ops.reconciler.run(2026, trigger="bench", today=dt.date(2026, 11, 23))
             seconds = time.monotonic() - start
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            pg_after, sim_after = await backend_cpu_s(pool), cpu_s(server.pid or 0)
         await pool.close()
+        cpu = {
+            "bridge": own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime,
+            "postgres": sum(v - pg_before.get(pid, 0.0) for pid, v in pg_after.items()),
+            "registries": sim_after - sim_before,
+        }
         return {
             "children": size, "seconds": round(seconds, 1), "ledger_load_s": round(load_s, 1),
             "children_per_s": int(size / seconds),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "cpu_s": {k: round(v, 1) for k, v in cpu.items()},
+            "peak_rss_mib": round(own.ru_maxrss / 1024, 1),
             "sides": run.sides, "counts": run.counts,
         }  # fmt: skip
     finally:
@@ -202,15 +241,27 @@ async def run_one(size: int) -> dict[str, Any]:
         await drop_database(url)
 
 
-async def main(sizes: list[int]) -> None:
+def run_apart(size: int) -> dict[str, Any]:
+    """run_one(size) in a fresh interpreter: its peak RSS is that run's alone."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.reconcile", "--one", str(size)],
+        check=True, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main(sizes: list[int]) -> None:
     results = []
     for size in sizes:
-        result = await run_one(size)
+        result = run_apart(size)
         results.append(result)
+        cpu = result["cpu_s"]
         print(
             f"{result['children']:>10,} children  {result['seconds']:>7.1f} s  "
             f"{result['children_per_s']:>8,}/s  peak RSS {result['peak_rss_mib']:>7.1f} MiB  "
-            f"(ledger load {result['ledger_load_s']} s)",
+            f"CPU s: bridge {cpu['bridge']}, postgres {cpu['postgres']}, "
+            f"registries {cpu['registries']}  (ledger load {result['ledger_load_s']} s)",
             flush=True,
         )
     print(json.dumps({"benchmark": "reconcile", "results": results}))
@@ -219,5 +270,9 @@ async def main(sizes: list[int]) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
-    asyncio.run(main([int(s) for s in args.sizes.split(",")]))
+    if args.one:
+        print(json.dumps(asyncio.run(run_one(args.one))))
+    else:
+        main([int(s) for s in args.sizes.split(",")])

@@ -8,7 +8,7 @@ from bridge.adapters.http_transport import RegistryTransport
 from bridge.domain.events import RecordFileClaim
 from bridge.domain.record_file import verify_record_file
 from bridge.errors import RegistryRejected, SourceFileMissing
-from schemas.registry import RosterPage
+from schemas.registry import ROSTER_PAGE, RosterPage, parse_page
 
 
 class PreschoolRegistry:
@@ -28,13 +28,14 @@ class PreschoolRegistry:
         return answer.body
 
     async def roster_page(self, entry_year: int, cursor: str | None, limit: int) -> RosterPage:
-        """A2: one page of a cohort's roster."""
+        """A2: one page of a cohort's roster (RegistryRejected if it breaks the contract)."""
         params: dict[str, Any] = {"limit": str(limit)}
         if cursor:
             params["cursor"] = cursor
         answer = await self._t.call(
-            "roster", "GET", f"/v1/cohorts/{entry_year}/roster", params=params
+            "roster", "GET", f"/v1/cohorts/{entry_year}/roster", params=params, raw=True
         )
-        if answer.status != 200:
+        if answer.status != 200 or not isinstance(answer.body, bytes):
             raise RegistryRejected(f"roster: unexpected HTTP {answer.status}")
-        return RosterPage.model_validate(answer.body)
+        # Validated from the raw bytes: no dict per child in between.
+        return parse_page(ROSTER_PAGE, "roster", answer.body)

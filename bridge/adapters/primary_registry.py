@@ -18,7 +18,14 @@ from bridge.errors import (
     RegistryRejected,
     SchoolMismatch,
 )
-from schemas.registry import IntakeBody, IntakeResult, RegistryStudent, StudentPage
+from schemas.registry import (
+    STUDENT_PAGE,
+    IntakeBody,
+    IntakeResult,
+    RegistryStudent,
+    StudentPage,
+    parse_page,
+)
 
 
 def _unexpected(operation: str, answer: Answer) -> BridgeError:
@@ -139,13 +146,14 @@ class PrimaryRegistry:
         return RegistryStudent.model_validate(answer.body)
 
     async def list_cohort(self, entry_year: int, cursor: str | None, limit: int) -> StudentPage:
-        """B8: one page of a cohort."""
+        """B8: one page of a cohort (RegistryRejected if it breaks the contract)."""
         params: dict[str, Any] = {"limit": str(limit)}
         if cursor:
             params["cursor"] = cursor
         answer = await self._t.call(
-            "list_cohort", "GET", f"/v1/cohorts/{entry_year}/students", params=params
+            "list_cohort", "GET", f"/v1/cohorts/{entry_year}/students", params=params, raw=True
         )
-        if answer.status != 200:
+        if answer.status != 200 or not isinstance(answer.body, bytes):
             raise _refused("list_cohort", answer)
-        return StudentPage.model_validate(answer.body)
+        # Validated from the raw bytes: no dict per child in between.
+        return parse_page(STUDENT_PAGE, "list_cohort", answer.body)

@@ -1,10 +1,11 @@
 """One three-way reconciliation run: roster (A2), ledger, registry (B8), merge-joined.
 
-All three sides are streamed in student-number order and merged one number at a time,
-so memory stays bounded by a few pages whatever the cohort's size; findings go to
-PostgreSQL in batches. A side that is not in order is staged in a temporary table and
-read back sorted. Safe repairs are made at the end and recorded; the rest is the
-operators' worklist.
+All three sides are streamed in student-number order, a page at a time, the next page of
+each fetched while this one is merged; memory stays bounded by a few pages whatever the
+cohort's size. The merge itself is a plain loop over the buffered pages: it awaits only
+when a side's page runs out, and findings are COPYed to PostgreSQL by tasks of their own
+meanwhile. A side that is not in order is staged in a temporary table and read back
+sorted. Safe repairs are made at the end and recorded; the rest is the operators' worklist.
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import gc
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 import orjson
+from pydantic import TypeAdapter
 
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.calendar import CalendarStore
 from bridge.adapters.postgres.ledger import Ledger
-from bridge.adapters.postgres.reconciliation_store import ReconciliationStore, RunInfo
+from bridge.adapters.postgres.reconciliation_store import ItemWriter, ReconciliationStore, RunInfo
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
 from bridge.domain.child_record import ChildRecord
@@ -33,12 +36,10 @@ from bridge.domain.reconciliation import (
     Category,
     LedgerEntry,
     Policy,
-    RegistryEntry,
-    RosterEntry,
     classify,
 )
 from bridge.errors import BridgeError
-from schemas.registry import RegistryStudent, RosterItem
+from schemas.registry import COHORT_STUDENTS, ROSTER_ITEMS, CohortStudent, RosterItem
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,15 @@ CHINA = dt.timezone(dt.timedelta(hours=8))  # no daylight saving: a fixed offset
 MAX_PAGE = 5000  # registry-api.md: limit at most 5000
 REPAIR_ACTOR = "reconciliation"
 
-T = TypeVar("T")
 Progress = Callable[[str, int], None]
+
+
+class _Numbered(Protocol):
+    @property
+    def student_number(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Numbered)
 
 
 class ReconciliationBusy(BridgeError):
@@ -103,29 +111,51 @@ class _Repair:
     category: Category
 
 
-class _Counter(Generic[T]):
-    """Counts what passes and checks it comes in strictly increasing student-number order."""
+class _Side(Generic[T]):
+    """One side's listing as the merge sees it: the page at hand and where it stands in it.
 
-    def __init__(self, side: str, source: AsyncIterator[T], progress: Progress | None) -> None:
-        self.side, self.seen = side, 0
-        self._source, self._progress, self._last = source, progress, ""
+    Checks that the side comes in strictly increasing student-number order (byte-wise,
+    as the merge compares), a page at a time, and counts what it saw.
+    """
 
-    async def __aiter__(self) -> AsyncIterator[T]:
-        async for item in self._source:
-            number: str = item.student_number  # type: ignore[attr-defined]
-            if number <= self._last:
-                raise OutOfOrder(f"{self.side} is not in student-number order")
-            self._last = number
-            self.seen += 1
-            if self._progress and self.seen % MAX_PAGE == 0:
-                self._progress(self.side, self.seen)
-            yield item
+    def __init__(
+        self, name: str, pages: AsyncIterator[Sequence[T]], progress: Progress | None
+    ) -> None:
+        self.name, self.seen = name, 0
+        self.items: Sequence[T] = ()
+        self.pos = 0
+        self.done = False
+        self._pages, self._progress, self._last = pages, progress, ""
+
+    @property
+    def dry(self) -> bool:
+        """The page at hand is used up and more may follow: refill before merging on."""
+        return self.pos >= len(self.items) and not self.done
+
+    async def refill(self) -> None:
+        """Take the next page (or note the end), checking its order."""
+        page: Sequence[T] = ()
+        while not page:
+            got = await anext(self._pages, None)
+            if got is None:
+                self.items, self.pos, self.done = (), 0, True
+                return
+            page = got
+        numbers = [x.student_number for x in page]
+        # sorted() and set() run in C: the check costs far less than a Python loop.
+        if numbers[0] <= self._last or sorted(numbers) != numbers or len(set(numbers)) < len(page):
+            raise OutOfOrder(f"{self.name} is not in student-number order")
+        self._last = numbers[-1]
+        self.items, self.pos = page, 0
+        self.seen += len(page)
+        if self._progress:
+            self._progress(self.name, self.seen)
 
 
-async def _paged(
+async def _pages(
     fetch: Callable[[int, str | None, int], Awaitable[_Page[T]]], entry_year: int, limit: int
-) -> AsyncIterator[T]:
-    """Every item of a paged listing, the next page fetched while this one is used."""
+) -> AsyncGenerator[Sequence[T]]:
+    """Every page of a paged listing, the next page fetched while this one is used."""
     pending: asyncio.Task[_Page[T]] | None = asyncio.ensure_future(fetch(entry_year, None, limit))
     try:
         while pending is not None:
@@ -135,8 +165,7 @@ async def _paged(
                 if page.next_cursor
                 else None
             )
-            for item in page.items:
-                yield item
+            yield page.items
     finally:
         if pending is not None:
             pending.cancel()
@@ -145,61 +174,164 @@ async def _paged(
 
 
 async def _staged(
-    pool: asyncpg.Pool, items: AsyncIterator[Any], model: type[RosterItem] | type[RegistryStudent]
-) -> AsyncIterator[Any]:
-    """*items* sorted by student number, via a temporary table (for an unsorted side)."""
+    pool: asyncpg.Pool, pages: AsyncIterator[Sequence[T]], adapter: TypeAdapter[list[T]]
+) -> AsyncGenerator[Sequence[T]]:
+    """*pages* sorted by student number, via a temporary table (for an unsorted side)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "CREATE TEMP TABLE recon_stage (student_number text, body bytea) ON COMMIT DROP"
         )
-        batch: list[tuple[str, bytes]] = []
-        async for item in items:
-            batch.append((item.student_number, orjson.dumps(item.model_dump())))
-            if len(batch) >= MAX_PAGE:
-                await conn.copy_records_to_table("recon_stage", records=batch)
-                batch = []
-        if batch:
-            await conn.copy_records_to_table("recon_stage", records=batch)
-        async for r in conn.cursor(
-            'SELECT body FROM recon_stage ORDER BY student_number COLLATE "C"', prefetch=MAX_PAGE
-        ):
-            yield model.model_validate(orjson.loads(r["body"]))
+        async for page in pages:
+            await conn.copy_records_to_table(
+                "recon_stage", records=[(x.student_number, orjson.dumps(x)) for x in page]
+            )
+        cursor = await conn.cursor(
+            'SELECT body FROM recon_stage ORDER BY student_number COLLATE "C"'
+        )
+        while rows := await cursor.fetch(MAX_PAGE):
+            yield adapter.validate_json(b"[" + b",".join(r["body"] for r in rows) + b"]")
 
 
-async def _merge(
-    roster: AsyncIterator[RosterItem],
-    ledger: AsyncIterator[LedgerEntry],
-    registry: AsyncIterator[RegistryStudent],
-) -> AsyncIterator[tuple[RosterItem | None, LedgerEntry | None, RegistryStudent | None]]:
-    """Merge-join three sorted streams by student number."""
-    r = await anext(roster, None)
-    led = await anext(ledger, None)
-    g = await anext(registry, None)
-    while r is not None or led is not None or g is not None:
-        key = min(x.student_number for x in (r, led, g) if x is not None)
-        take_r = r if r is not None and r.student_number == key else None
-        take_l = led if led is not None and led.student_number == key else None
-        take_g = g if g is not None and g.student_number == key else None
-        yield take_r, take_l, take_g
-        if take_r is not None:
-            r = await anext(roster, None)
-        if take_l is not None:
-            led = await anext(ledger, None)
-        if take_g is not None:
-            g = await anext(registry, None)
+class _FewerCollections:
+    """While any scan runs, collect the youngest generation after 200,000 new objects, not 700.
+
+    A scan makes a few objects per child and frees them a page later by reference counting;
+    it makes no cycles. At 700 the collector would walk every page's objects again and
+    again, promoting them to be walked yet again by full collections: a third of a scan's
+    CPU time. The few pages a scan holds stay below the raised threshold, so it rarely
+    collects at all. Scans may overlap (two cohorts); the last one out restores it.
+    """
+
+    THRESHOLD = 200_000
+
+    def __init__(self) -> None:
+        self._running = 0
+        self._before = gc.get_threshold()
+
+    def __enter__(self) -> None:
+        if self._running == 0:
+            self._before = gc.get_threshold()
+            first, *older = self._before
+            gc.set_threshold(max(first, self.THRESHOLD), *older)
+        self._running += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self._running -= 1
+        if self._running == 0:
+            gc.set_threshold(*self._before)
 
 
-def _roster_entry(item: RosterItem) -> RosterEntry:
-    return RosterEntry(
-        item.student_number, item.id_number, item.state, item.childseq, item.kindergarten_code
-    )
+_fewer_collections = _FewerCollections()
 
 
-def _registry_entry(item: RegistryStudent) -> RegistryEntry:
-    return RegistryEntry(
-        item.student_number, item.id_number, item.status, item.school_code,
-        item.record_file_sha256,
-    )  # fmt: skip
+class _Scan:
+    """The merge of one attempt and what it found: counts, repairs, provisional deadlines."""
+
+    def __init__(self, writer: ItemWriter, policy: Policy, max_repairs: int) -> None:
+        self.writer, self.policy, self.max_repairs = writer, policy, max_repairs
+        self.counts: dict[str, int] = {}
+        self.repairs: list[_Repair] = []
+        self.provisional = False
+
+    async def run(
+        self, roster: _Side[RosterItem], ledger: _Side[LedgerEntry], registry: _Side[CohortStudent]
+    ) -> None:
+        """Merge the three sides to their ends."""
+        sides = (roster, ledger, registry)
+        with _fewer_collections:
+            while True:
+                for side in sides:
+                    if side.dry:
+                        await side.refill()
+                if all(side.done for side in sides):
+                    return
+                self._merge_pages(roster, ledger, registry)
+                await self.writer.hand_over()
+                # Let the other tasks take a step: the next pages' requests go out and the
+                # COPYs send what they were handed, so the registries and PostgreSQL work
+                # while the next pages are merged rather than while the merge waits.
+                await asyncio.sleep(0)
+
+    def _merge_pages(
+        self, roster: _Side[RosterItem], ledger: _Side[LedgerEntry], registry: _Side[CohortStudent]
+    ) -> None:
+        """Merge-join the pages at hand until one of them runs dry (a side that has ended
+        never does). No awaits: the per-child path is a plain loop."""
+        rs, ls, gs = roster.items, ledger.items, registry.items
+        ri, li, gi = roster.pos, ledger.pos, registry.pos
+        rn, ln, gn = len(rs), len(ls), len(gs)
+        r_end, l_end, g_end = roster.done, ledger.done, registry.done
+        r: RosterItem | None
+        led: LedgerEntry | None
+        g: CohortStudent | None
+        while True:
+            # Each side's next item (None once it has ended), and the smallest number.
+            key: str | None = None
+            if ri < rn:
+                r = rs[ri]
+                key = r.student_number
+            elif r_end:
+                r = None
+            else:
+                break
+            if li < ln:
+                led = ls[li]
+                if key is None or led.student_number < key:
+                    key = led.student_number
+            elif l_end:
+                led = None
+            else:
+                break
+            if gi < gn:
+                g = gs[gi]
+                if key is None or g.student_number < key:
+                    key = g.student_number
+            elif g_end:
+                g = None
+            else:
+                break
+            if key is None:
+                break  # every side has ended
+            if r is not None:
+                if r.student_number == key:
+                    ri += 1
+                else:
+                    r = None
+            if led is not None:
+                if led.student_number == key:
+                    li += 1
+                else:
+                    led = None
+            if g is not None:
+                if g.student_number == key:
+                    gi += 1
+                else:
+                    g = None
+            self._take(r, led, g)
+        roster.pos, ledger.pos, registry.pos = ri, li, gi
+
+    def _take(self, r: RosterItem | None, led: LedgerEntry | None, g: CohortStudent | None) -> None:
+        """Classify one student number and keep what was found."""
+        finding = classify(r, led, g, self.policy)
+        if finding.provisional:
+            self.provisional = True
+        counts = self.counts
+        for category in finding.categories:
+            counts[category.value] = counts.get(category.value, 0) + 1
+        # The identity numbers the sides give this number, each once.
+        a = r.id_number if r is not None else None
+        b = led.id_number if led is not None else None
+        c = g.id_number if g is not None else None
+        ids = [a] if a else []
+        if b and b != a:
+            ids.append(b)
+        if c and c != a and c != b:
+            ids.append(c)
+        self.writer.add(finding, ids)
+        if led is not None and len(self.repairs) < self.max_repairs:
+            for category in finding.categories & AUTO_REPAIRED:
+                self.repairs.append(_Repair(led.child_id, led.student_number, category))
+                break  # one repair per child: re-submitting re-uploads as well
 
 
 def today_in_china() -> dt.date:
@@ -263,8 +395,11 @@ class Reconciler:
                 await self._p.store.fail(run, "restarted: " + str(exc))
                 run = await self._p.store.start(entry_year, trigger=trigger, actor=actor, as_of=day)
             except BaseException as exc:
+                # The bridge's own errors say what went wrong and carry no identity data;
+                # of anything else only the kind is kept.
+                reason = type(exc).__name__ + (f": {exc}" if isinstance(exc, BridgeError) else "")
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(self._p.store.fail(run, type(exc).__name__))
+                    await asyncio.shield(self._p.store.fail(run, reason))
                 raise
 
     async def _attempt(
@@ -281,44 +416,40 @@ class Reconciler:
             not_arrived_days=self._c.not_arrived_days,
         )
         size = min(self._c.page_size, MAX_PAGE)
-        roster_src: AsyncIterator[Any] = _paged(self._p.preschool.roster_page, entry_year, size)
-        registry_src: AsyncIterator[Any] = _paged(self._p.registry.list_cohort, entry_year, size)
-        if "roster" in staged:
-            roster_src = _staged(self._p.pool, roster_src, RosterItem)
-        if "registry" in staged:
-            registry_src = _staged(self._p.pool, registry_src, RegistryStudent)
-        roster = _Counter("roster", roster_src, progress)
-        registry = _Counter("registry", registry_src, progress)
-        repairs: list[_Repair] = []
-        provisional = False
-        async with (
-            self._p.store.ledger_stream(entry_year) as ledger_rows,
-            self._p.store.writer(run) as writer,
-        ):
-            ledger = _Counter("ledger", ledger_rows, progress)
-            async for r, led, g in _merge(aiter(roster), aiter(ledger), aiter(registry)):
-                finding = classify(
-                    _roster_entry(r) if r else None,
-                    led,
-                    _registry_entry(g) if g else None,
-                    policy,
-                )
-                provisional = provisional or finding.provisional
-                identities = {
-                    (x.id_number, x.student_number)
-                    for x in (r, led, g)
-                    if x is not None and x.id_number
-                }
-                await writer.add(finding, identities)
-                if led is not None and len(repairs) < self._c.max_repairs:
-                    for category in finding.categories & AUTO_REPAIRED:
-                        repairs.append(_Repair(led.child_id, led.student_number, category))
-                        break  # one repair per child: re-submitting re-uploads as well
-        done = await self._repair(run, repairs)
+        async with contextlib.AsyncExitStack() as listings:
+            # Whatever happens, each listing is closed here: its next page's request is
+            # cancelled, a staged side's connection goes back to the pool.
+            roster_pages: AsyncGenerator[Sequence[RosterItem]] = _pages(
+                self._p.preschool.roster_page, entry_year, size
+            )
+            registry_pages: AsyncGenerator[Sequence[CohortStudent]] = _pages(
+                self._p.registry.list_cohort, entry_year, size
+            )
+            listings.push_async_callback(roster_pages.aclose)
+            listings.push_async_callback(registry_pages.aclose)
+            if "roster" in staged:
+                roster_pages = _staged(self._p.pool, roster_pages, ROSTER_ITEMS)
+                listings.push_async_callback(roster_pages.aclose)
+            if "registry" in staged:
+                registry_pages = _staged(self._p.pool, registry_pages, COHORT_STUDENTS)
+                listings.push_async_callback(registry_pages.aclose)
+            roster = _Side("roster", roster_pages, progress)
+            registry = _Side("registry", registry_pages, progress)
+            async with (
+                self._p.store.ledger_stream(entry_year) as ledger_pages,
+                self._p.store.writer(run) as writer,
+            ):
+                ledger = _Side("ledger", ledger_pages, progress)
+                scan = _Scan(writer, policy, self._c.max_repairs)
+                await scan.run(roster, ledger, registry)
+                two_numbers = await writer.close()
+        counts = scan.counts | {Category.TWO_NUMBERS_ONE_IDENTITY.value: two_numbers}
+        done = await self._repair(run, scan.repairs)
         sides = {"roster": roster.seen, "ledger": ledger.seen, "registry": registry.seen}
         finished = await self._p.store.finish(
-            run, sides=sides, provisional=provisional, repairs=done, keep_runs=self._c.keep_runs
-        )
+            run, sides=sides, counts=counts, provisional=scan.provisional, repairs=done,
+            keep_runs=self._c.keep_runs,
+        )  # fmt: skip
         log.info(
             "reconciliation %s of %s finished: %s", run.run_id, entry_year,
             {k: v for k, v in finished.counts.items() if v},

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
+from aiohttp import web
 
 from bridge.bootstrap import running_bridge
 from bridge.domain.reconciliation import Category
+from bridge.errors import RegistryRejected
 from bridge.operations import standalone_operations
 from bridge.services.reconciliation import ReconciliationBusy
 from bridge.settings import Settings
 from simulator.cohort import TYPE_PREFIX, CohortChild, generate_cohort
 from simulator.publisher import publish_cohort, seed_cohort
+from tests.conftest import MakeDatabase
 from tests.integration.test_graduation_handoff import settled
 from tests.support import registry_hands as hands
 from tests.support.sim import SimulatorHandle
@@ -113,6 +118,10 @@ async def test_every_category_lists_exactly_the_children_made_for_it(
         found_before = report(await categories_of(ops, before))
         found = report(await categories_of(ops, after))
         changes = await ops.runs.changes(after)
+        items = {
+            (i.category, i.student_number): i
+            for i in await ops.runs.items(after, categories=["lost_upstream", "overdue", "matched"])
+        }
         async with ops.runs.exclusive(2026) as held:
             assert held
             with pytest.raises(ReconciliationBusy):
@@ -144,5 +153,110 @@ async def test_every_category_lists_exactly_the_children_made_for_it(
     }
     assert changes["overdue"] == {"new": [n[11]], "resolved": []}
     assert changes["in_flight"] == {"new": [], "resolved": [n[11]]}
+    # Since when: a child found by both runs has been in its category since the first one.
+    assert (items["lost_upstream", n[9]].since, items["lost_upstream", n[9]].new) == (
+        before.started_at,
+        False,
+    )
+    assert (items["overdue", n[11]].since, items["overdue", n[11]].new) == (after.started_at, True)
+    assert items["matched", n[0]].since == after.started_at
     assert after.sides == {"roster": 23, "ledger": 22, "registry": 16}
     assert after.counts == {c.value: len(expected.get(c.value, ())) for c in Category}
+
+
+class Listings:
+    """Both registries' cohort listings (A2, B8) served as given, page by page."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, list[bytes]] = {"roster": [b'{"items": []}'], "registry": []}
+        self.pages["registry"] = list(self.pages["roster"])
+
+    def serve(self, side: str, items: list[dict[str, Any]], *, per_page: int = 2) -> None:
+        chunks = [items[i : i + per_page] for i in range(0, len(items), per_page)] or [[]]
+        self.pages[side] = [
+            orjson.dumps({"items": c, "next_cursor": str(k + 1) if k + 1 < len(chunks) else None})
+            for k, c in enumerate(chunks)
+        ]
+
+    def app(self) -> web.Application:
+        def page(side: str) -> Any:
+            async def handler(request: web.Request) -> web.Response:
+                body = self.pages[side][int(request.query.get("cursor") or 0)]
+                return web.Response(body=body, content_type="application/json")
+
+            return handler
+
+        app = web.Application()
+        app.router.add_get("/preschool/v1/cohorts/2026/roster", page("roster"))
+        app.router.add_get("/registry/v1/cohorts/2026/students", page("registry"))
+        return app
+
+
+@pytest.fixture
+async def listings(make_database: MakeDatabase) -> AsyncIterator[tuple[Listings, Settings]]:
+    """Listings on a loopback port, and settings of a bridge reading them (empty ledger)."""
+    served = Listings()
+    runner = web.AppRunner(served.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    url = f"http://127.0.0.1:{port}"
+    settings = Settings(
+        database_url=await make_database("xueji_recon"), registry_url=f"{url}/registry",
+        preschool_url=f"{url}/preschool", reconcile_max_repairs=0,
+    )  # fmt: skip
+    try:
+        yield served, settings
+    finally:
+        await runner.cleanup()
+
+
+def roster_item(i: int, state: str = "graduated") -> dict[str, Any]:
+    return {"student_number": f"G{i:018d}", "id_number": f"{i:018d}", "state": state,
+            "childseq": 3, "kindergarten_code": "1111010501"}  # fmt: skip
+
+
+def registry_item(i: int) -> dict[str, Any]:
+    return {"student_number": f"G{i:018d}", "id_number": f"{i:018d}", "entry_year": 2026,
+            "status": "registered", "school_code": None, "record_file_sha256": None,
+            "updated_at": None}  # fmt: skip
+
+
+async def test_a_page_that_breaks_the_contract_fails_the_run_saying_where(
+    listings: tuple[Listings, Settings],
+) -> None:
+    served, settings = listings
+    served.serve("roster", [roster_item(1), roster_item(2), roster_item(3, state="left")])
+    served.serve("registry", [registry_item(1)])
+    async with standalone_operations(settings) as ops:
+        with pytest.raises(RegistryRejected) as refused:
+            await ops.reconciler.run(2026, trigger="test")
+        [run] = await ops.runs.runs(2026)
+        kept = await ops.pool.fetchval("SELECT count(*) FROM recon_items")
+    where = "roster: the page breaks the contract: items.0.state: Input should be 'graduated'"
+    assert str(refused.value).startswith(where)
+    assert run.status == "failed" and run.error is not None and where in run.error
+    assert f"{3:018d}" not in run.error  # the refused item's identity number stays out
+    assert kept == 0
+
+
+async def test_a_side_out_of_order_is_staged_and_reconciled_all_the_same(
+    listings: tuple[Listings, Settings],
+) -> None:
+    served, settings = listings
+    served.serve("roster", [roster_item(i) for i in (1, 2, 3, 4)])
+    # The registry lists 4 before 2 and 3 on a later page: it is read once, then staged.
+    served.serve("registry", [registry_item(i) for i in (1, 4, 2, 3, 5)])
+    async with standalone_operations(settings) as ops:
+        run = await ops.reconciler.run(2026, trigger="test")
+        restarted = (await ops.runs.runs(2026))[1]
+        found = report(await categories_of(ops, run))
+    assert restarted.status == "failed" and restarted.error is not None
+    assert "restarted: registry is not in student-number order" in restarted.error
+    assert run.status == "finished"
+    assert run.sides == {"roster": 4, "ledger": 0, "registry": 5}
+    assert found == {
+        "lost_upstream": {f"G{i:018d}" for i in (1, 2, 3, 4)},
+        "not_in_roster": {f"G{5:018d}"},
+    }

@@ -48,7 +48,7 @@ def cats(
 
 
 def L(**changes: object) -> LedgerEntry:
-    return dataclasses.replace(ledger, **changes)  # type: ignore[arg-type]
+    return ledger._replace(**changes)  # type: ignore[arg-type]
 
 
 def aside(reason: str) -> LedgerEntry:

@@ -2,31 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 
 from bridge.adapters.postgres.connection import Connection
 from bridge.domain.reconciliation import Category, Finding, LedgerEntry
 
 # Advisory-lock key space of reconciliation: one lock per entry year.
 _LOCK_BASE = 7_301_926_500_000
-# Rows per COPY: large enough to amortise the round trip, small enough to bound memory.
+# Rows per batch (ledger fetch, COPY hand-over): large enough to amortise a round trip,
+# small enough to bound memory.
 BATCH_ROWS = 5000
+# Batches a COPY may fall behind the merge before the merge waits for it.
+COPY_DEPTH = 4
 # A school has pulled a child's record file once the admitting school took in the current
 # file through the bridge's school API (table school_pulls, migration 003).
 FILE_PULLED = (
     "EXISTS (SELECT 1 FROM school_pulls sp WHERE sp.child_id = c.child_id"
     " AND sp.sha256 = c.handoff ->> 'verified_file_sha256')"
 )
+# What a run COPYs of each finding. 'since' is not among them: NULL reads as "since this
+# run" (its started_at), and encoding one timestamp into every row cost more than the rest
+# of the row; findings the previous run had too take its 'since' (ItemWriter).
 _ITEM_COLUMNS = (
     "run_id", "category", "student_number", "county_code", "kindergarten_code",
-    "school_code", "detail", "since",
+    "school_code", "detail",
 )  # fmt: skip
 
 
@@ -82,71 +90,223 @@ def _run(row: asyncpg.Record) -> RunInfo:
     )  # fmt: skip
 
 
-def _ledger_entry(r: asyncpg.Record) -> LedgerEntry:
-    return LedgerEntry(
-        child_id=r["child_id"], student_number=r["student_number"], status=r["status"],
-        phase=r["phase"], id_number=r["id_number"], county_code=r["county_code"],
-        kindergarten_code=r["kindergarten_code"], school_code=r["school_code"],
-        deferred_until=r["deferred_until"], set_aside_reason=r["set_aside_reason"],
-        set_aside_code=r["set_aside_code"], last_childseq=r["last_childseq"],
-        first_graduated_on=r["first_graduated_on"], handed_over_on=r["handed_over_on"],
-        file_sha256=r["file_sha256"], arrived=r["arrived"], file_pulled=r["file_pulled"],
-    )  # fmt: skip
-
-
-_LEDGER_STREAM = f"""
-SELECT c.child_id, c.student_number, c.status, c.phase, c.id_number, c.county_code,
-       c.kindergarten_code, c.school_code, c.deferred_until, c.set_aside_reason,
-       coalesce(c.handoff #>> '{{set_aside,detail,code}}',
-                c.handoff #>> '{{set_aside,detail,status}}') AS set_aside_code,
-       c.last_childseq,
-       (c.first_graduated_at AT TIME ZONE 'Asia/Shanghai')::date AS first_graduated_on,
-       (c.handed_over_at AT TIME ZONE 'Asia/Shanghai')::date AS handed_over_on,
-       c.handoff ->> 'verified_file_sha256' AS file_sha256,
-       (c.phase = 'enrolled' OR jsonb_typeof(c.handoff -> 'arrival') = 'object') AS arrived,
-       {FILE_PULLED} AS file_pulled
-FROM children c
-WHERE c.entry_year = $1
-ORDER BY c.entry_year, c.student_number COLLATE "C"
-"""
+# Each column of the ledger stream, in LedgerEntry's field order: a row becomes an entry
+# positionally (LedgerEntry._make(row)), without a lookup by name per field.
+_LEDGER_COLUMNS = {
+    "child_id": "c.child_id",
+    "student_number": "c.student_number",
+    "status": "c.status",
+    "phase": "c.phase",
+    "id_number": "c.id_number",
+    "county_code": "c.county_code",
+    "kindergarten_code": "c.kindergarten_code",
+    "school_code": "c.school_code",
+    "deferred_until": "c.deferred_until",
+    "set_aside_reason": "c.set_aside_reason",
+    "set_aside_code": "coalesce(c.handoff #>> '{set_aside,detail,code}',"
+    " c.handoff #>> '{set_aside,detail,status}')",
+    "last_childseq": "c.last_childseq",
+    "first_graduated_on": "(c.first_graduated_at AT TIME ZONE 'Asia/Shanghai')::date",
+    "handed_over_on": "(c.handed_over_at AT TIME ZONE 'Asia/Shanghai')::date",
+    "file_sha256": "c.handoff ->> 'verified_file_sha256'",
+    "arrived": "(c.phase = 'enrolled' OR jsonb_typeof(c.handoff -> 'arrival') = 'object')",
+    "file_pulled": FILE_PULLED,
+}
+_LEDGER_STREAM = (
+    "SELECT "
+    + ", ".join(_LEDGER_COLUMNS[name] for name in LedgerEntry._fields)
+    + ' FROM children c WHERE c.entry_year = $1 ORDER BY c.entry_year, c.student_number COLLATE "C"'
+)
 
 _SCOPE = "($2::text IS NULL OR county_code = $2) AND ($3::text IS NULL OR kindergarten_code = $3)"
 
 
+class _CopyStream:
+    """One COPY into a table, fed batch by batch by a task of its own.
+
+    The merge hands a batch over and goes on; it waits only when the database falls
+    COPY_DEPTH batches behind. One COPY for the whole run: nothing of a run that fails is
+    left behind, and no round trip is paid per batch.
+    """
+
+    def __init__(self, conn: Connection, table: str, columns: tuple[str, ...]) -> None:
+        self._queue: asyncio.Queue[list[tuple[Any, ...]] | None] = asyncio.Queue(COPY_DEPTH)
+        self._task = asyncio.ensure_future(
+            conn.copy_records_to_table(table, records=self._rows(), columns=columns)
+        )
+        # A COPY that failed takes no more batches: free a merge waiting to hand one over.
+        self._task.add_done_callback(lambda _: self._drain())
+
+    async def _rows(self) -> AsyncIterator[tuple[Any, ...]]:
+        while (batch := await self._queue.get()) is not None:
+            for row in batch:
+                yield row
+
+    def _drain(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def put(self, batch: list[tuple[Any, ...]] | None) -> None:
+        """Hand *batch* over (None: the end); raises the COPY's error if it failed."""
+        if self._task.done():
+            self._task.result()
+            raise asyncpg.InterfaceError("the COPY ended before its rows did")
+        await self._queue.put(batch)
+
+    async def close(self) -> None:
+        """End the COPY and wait until the database has every row."""
+        await self.put(None)
+        await self._task
+
+    async def abort(self) -> None:
+        """Give up: the COPY is cancelled and none of its rows stay."""
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
+
+
 class ItemWriter:
-    """Buffers a run's findings and identities and COPYs them in batches."""
+    """Streams a run's findings and the identities it saw to PostgreSQL while the merge goes on.
 
-    def __init__(self, conn: Connection, run_id: int, since: dt.datetime) -> None:
-        self._conn, self._run_id, self._since = conn, run_id, since
-        self._items: list[tuple[Any, ...]] = []
-        self._identities: list[tuple[int, str, str]] = []
+    Three COPYs, each on a connection of its own:
 
-    async def add(self, finding: Finding, identities: Iterable[tuple[str, str]]) -> None:
-        """Keep *finding*'s rows and the (id_number, student_number) pairs seen for it."""
-        detail = json.dumps(finding.detail) if finding.detail else None
+    - matched findings (most of a cohort) go straight into recon_items;
+    - the others go to a temporary table first and reach recon_items in one INSERT at the
+      end, each taking its 'since' from the previous run if that found it too: written
+      once, complete, rather than updated afterwards;
+    - every (identity number, student number) pair seen, once, goes to an unindexed
+      temporary table; at the end one sort finds the identities held under more than
+      one number, and only those become findings.
+
+    Temporary tables write no WAL and PostgreSQL spills them to disk: memory stays bounded.
+    """
+
+    def __init__(
+        self, matched: Connection, others: Connection, identities: Connection, run_id: int,
+        previous: int | None,
+    ) -> None:  # fmt: skip
+        self._others_conn, self._ids_conn = others, identities
+        self._run_id, self._previous = run_id, previous
+        self._matched_out = _CopyStream(matched, "recon_items", _ITEM_COLUMNS)
+        self._others_out = _CopyStream(others, _FINDINGS, _ITEM_COLUMNS)
+        self._ids_out = _CopyStream(identities, _IDENTITIES, ("id_number", "student_number"))
+        self._matched: list[tuple[Any, ...]] = []
+        self._others: list[tuple[Any, ...]] = []
+        self._identities: list[tuple[str, str]] = []
+        self.closed = False
+
+    def add(self, finding: Finding, identities: Iterable[str]) -> None:
+        """Keep *finding*'s rows and the identity numbers the sides gave its student number."""
+        number, run_id = finding.student_number, self._run_id
+        county, kindergarten, school = (
+            finding.county_code, finding.kindergarten_code, finding.school_code
+        )  # fmt: skip
+        detail: str | None = None
+        # Category is a StrEnum: each member is the very string stored.
         for category in finding.categories:
-            self._items.append((
-                self._run_id, category.value, finding.student_number, finding.county_code,
-                finding.kindergarten_code, finding.school_code,
-                None if category is Category.MATCHED else detail, self._since,
-            ))  # fmt: skip
-        self._identities.extend((self._run_id, i, n) for i, n in identities)
-        if len(self._items) >= BATCH_ROWS or len(self._identities) >= BATCH_ROWS:
-            await self.flush()
+            if category is Category.MATCHED:
+                self._matched.append((run_id, category, number, county, kindergarten, school, None))
+                continue
+            if detail is None and finding.detail:
+                detail = orjson.dumps(finding.detail).decode()
+            self._others.append((run_id, category, number, county, kindergarten, school, detail))
+        self._identities.extend((i, number) for i in identities)
 
-    async def flush(self) -> None:
-        """Write what is buffered."""
-        if self._items:
-            await self._conn.copy_records_to_table(
-                "recon_items", records=self._items, columns=_ITEM_COLUMNS
-            )
-            self._items = []
-        if self._identities:
-            await self._conn.copy_records_to_table(
-                "recon_identities", records=self._identities,
-                columns=("run_id", "id_number", "student_number"),
-            )  # fmt: skip
-            self._identities = []
+    async def hand_over(self) -> None:
+        """Pass full batches on to the COPYs (awaited between pages of the merge)."""
+        if len(self._matched) >= BATCH_ROWS:
+            batch, self._matched = self._matched, []
+            await self._matched_out.put(batch)
+        if len(self._others) >= BATCH_ROWS:
+            batch, self._others = self._others, []
+            await self._others_out.put(batch)
+        if len(self._identities) >= BATCH_ROWS:
+            pairs, self._identities = self._identities, []
+            await self._ids_out.put(pairs)
+
+    async def close(self) -> int:
+        """Write the rest, then the two_numbers_one_identity findings; returns how many.
+
+        The other findings and the identities are settled while PostgreSQL is still
+        storing the last matched ones.
+        """
+        for out, rest in (
+            (self._matched_out, self._matched),
+            (self._others_out, self._others),
+            (self._ids_out, self._identities),
+        ):
+            if rest:
+                await out.put(rest)
+        self._matched, self._others, self._identities = [], [], []
+        _, _, found = await asyncio.gather(
+            self._matched_out.close(), self._insert_others(), self._two_numbers()
+        )
+        self.closed = True
+        return found
+
+    async def _insert_others(self) -> None:
+        await self._others_out.close()
+        await self._others_conn.execute(_INSERT_FINDINGS, self._previous)
+
+    async def _two_numbers(self) -> int:
+        await self._ids_out.close()
+        status = await self._ids_conn.execute(_TWO_NUMBERS, self._run_id, self._previous)
+        return int(status.rsplit(" ", 1)[1])
+
+    async def abort(self) -> None:
+        """Give up the run's rows."""
+        for out in (self._matched_out, self._others_out, self._ids_out):
+            await out.abort()
+
+
+_FINDINGS = "recon_run_findings"
+_CREATE_FINDINGS = (
+    f"CREATE TEMP TABLE {_FINDINGS} (LIKE recon_items INCLUDING DEFAULTS) ON COMMIT DROP"
+)
+# 'since': from the previous run ($1) if it found the child in that category too (NULL
+# there means since that run began); NULL otherwise, i.e. since this run.
+_SINCE = "CASE WHEN prev.student_number IS NOT NULL THEN coalesce(prev.since, p.started_at) END"
+_INSERT_FINDINGS = f"""
+INSERT INTO recon_items (run_id, category, student_number, county_code, kindergarten_code,
+                         school_code, detail, since)
+SELECT f.run_id, f.category, f.student_number, f.county_code, f.kindergarten_code,
+       f.school_code, f.detail, {_SINCE}
+FROM {_FINDINGS} f
+LEFT JOIN recon_runs p ON p.run_id = $1
+LEFT JOIN recon_items prev ON prev.run_id = $1 AND prev.category = f.category
+     AND prev.student_number = f.student_number
+"""
+_IDENTITIES = "recon_seen_identities"
+# Byte-wise collation: the grouping sorts by plain comparison, not by locale rules.
+_CREATE_IDENTITIES = (
+    f'CREATE TEMP TABLE {_IDENTITIES} (id_number text COLLATE "C", student_number text)'
+    " ON COMMIT DROP"
+)
+# Each (identity, number) pair reaches the table once (one row per number and identity),
+# so an identity under two numbers is one with two rows: found by sorting the identities
+# alone (narrow, byte-wise) and comparing neighbours, then only those are looked up again.
+_TWO_NUMBERS = f"""
+WITH sorted AS (
+    SELECT id_number, lag(id_number) OVER (ORDER BY id_number) AS previous
+    FROM {_IDENTITIES}),
+dup AS MATERIALIZED (
+    SELECT DISTINCT id_number FROM sorted WHERE id_number = previous),
+numbers AS (
+    SELECT id_number, array_agg(student_number ORDER BY student_number) AS numbers
+    FROM {_IDENTITIES} WHERE id_number IN (SELECT id_number FROM dup) GROUP BY id_number),
+found AS (
+    SELECT DISTINCT ON (n.number) n.number,
+           array_to_string(array_remove(d.numbers, n.number), ' ') AS others
+    FROM numbers d CROSS JOIN LATERAL unnest(d.numbers) AS n(number)
+    ORDER BY n.number, d.id_number)
+INSERT INTO recon_items (run_id, category, student_number, detail, since)
+SELECT $1, 'two_numbers_one_identity', f.number, jsonb_build_object('other_numbers', f.others),
+       {_SINCE}
+FROM found f
+LEFT JOIN recon_runs p ON p.run_id = $2
+LEFT JOIN recon_items prev ON prev.run_id = $2 AND prev.category = 'two_numbers_one_identity'
+     AND prev.student_number = f.number
+"""
 
 
 class ReconciliationStore:
@@ -193,57 +353,74 @@ class ReconciliationStore:
 
     @contextlib.asynccontextmanager
     async def writer(self, run: RunInfo) -> AsyncIterator[ItemWriter]:
-        """A writer of findings on a connection of its own; flushed on leaving."""
-        async with self._pool.acquire() as conn:
-            writer = ItemWriter(conn, run.run_id, run.started_at)
-            yield writer
-            await writer.flush()
+        """A writer of findings on connections of its own; call close() at the end.
+
+        What it wrote reaches recon_items when leaving. Leaving without close() (by an
+        exception, say) aborts it: none of the run's rows stay.
+        """
+        previous = await self.previous(run)
+        async with (
+            self._pool.acquire() as matched,
+            self._pool.acquire() as others,
+            self._pool.acquire() as identities,
+            others.transaction(),
+            identities.transaction(),
+        ):
+            await others.execute(_CREATE_FINDINGS)
+            await identities.execute(_CREATE_IDENTITIES)
+            writer = ItemWriter(matched, others, identities, run.run_id, previous)
+            try:
+                yield writer
+            finally:
+                if not writer.closed:
+                    await writer.abort()
 
     @contextlib.asynccontextmanager
     async def ledger_stream(
-        self, entry_year: int, *, prefetch: int = BATCH_ROWS
-    ) -> AsyncIterator[AsyncIterator[LedgerEntry]]:
-        """The cohort's ledger rows by student number, through a server-side cursor."""
+        self, entry_year: int, *, batch: int = BATCH_ROWS
+    ) -> AsyncIterator[AsyncIterator[list[LedgerEntry]]]:
+        """The cohort's ledger rows by student number, *batch* at a time.
+
+        A server-side cursor; the next batch is fetched while the merge works on this one.
+        """
         async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+            cursor = await conn.cursor(_LEDGER_STREAM, entry_year)
 
-            async def rows() -> AsyncIterator[LedgerEntry]:
-                async for r in conn.cursor(_LEDGER_STREAM, entry_year, prefetch=prefetch):
-                    yield _ledger_entry(r)
+            async def batches() -> AsyncGenerator[list[LedgerEntry]]:
+                pending: asyncio.Future[list[asyncpg.Record]] | None = asyncio.ensure_future(
+                    cursor.fetch(batch)
+                )
+                try:
+                    while pending is not None:
+                        rows = await pending
+                        more = len(rows) == batch
+                        pending = asyncio.ensure_future(cursor.fetch(batch)) if more else None
+                        if rows:
+                            yield list(map(LedgerEntry._make, rows))
+                finally:
+                    if pending is not None:
+                        pending.cancel()
+                        with contextlib.suppress(BaseException):
+                            await pending
 
-            yield rows()
+            # Closed before the transaction ends: no fetch may be in flight by then.
+            stream = batches()
+            try:
+                yield stream
+            finally:
+                await stream.aclose()
 
     async def finish(
-        self, run: RunInfo, *, sides: Mapping[str, int], provisional: bool, repairs: int,
-        keep_runs: int,
+        self, run: RunInfo, *, sides: Mapping[str, int], counts: Mapping[str, int],
+        provisional: bool, repairs: int, keep_runs: int,
     ) -> RunInfo:  # fmt: skip
-        """Find identities under two numbers, fill scopes and 'since', count, and close."""
+        """Fill in scopes, and close the run with its *counts* per category."""
         run_id = run.run_id
         async with self._pool.acquire() as conn:
             # Freshly COPYed rows have no statistics; without them the joins below are
             # planned as nested loops over a million rows.
             await conn.execute("ANALYZE recon_items")
-            await conn.execute("ANALYZE recon_identities")
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """
-                WITH dup AS (
-                    SELECT id_number FROM recon_identities WHERE run_id = $1
-                    GROUP BY id_number HAVING count(DISTINCT student_number) > 1),
-                pairs AS (
-                    SELECT DISTINCT i.id_number, i.student_number
-                    FROM recon_identities i JOIN dup USING (id_number) WHERE i.run_id = $1)
-                INSERT INTO recon_items (run_id, category, student_number, detail, since)
-                SELECT $1, 'two_numbers_one_identity', p.student_number,
-                       jsonb_build_object('other_numbers', (
-                           SELECT string_agg(DISTINCT q.student_number, ' ') FROM pairs q
-                           WHERE q.id_number = p.id_number
-                             AND q.student_number <> p.student_number)), $2
-                FROM pairs p
-                ON CONFLICT DO NOTHING
-                """,
-                run_id, run.started_at,
-            )  # fmt: skip
-            await conn.execute("DELETE FROM recon_identities WHERE run_id = $1", run_id)
             # Children the ledger knows under a number another side used: their scope.
             await conn.execute(
                 "UPDATE recon_items i SET county_code = c.county_code,"
@@ -253,36 +430,27 @@ class ReconciliationStore:
                 " AND n.student_number = i.student_number",
                 run_id,
             )
-            # Children only the roster knows: their kindergarten's county, as the ledger has it.
+            # Children only the roster knows: their kindergarten's county, as the ledger has
+            # it (its newest child's). Only the kindergartens needed are looked up, and by
+            # hashing, not by sorting the whole ledger.
             await conn.execute(
-                "WITH k AS MATERIALIZED (SELECT DISTINCT ON (kindergarten_code)"
-                "  kindergarten_code, county_code FROM children"
-                "  WHERE county_code IS NOT NULL AND kindergarten_code IS NOT NULL"
-                "  ORDER BY kindergarten_code, child_id DESC)"
-                " UPDATE recon_items i SET county_code = k.county_code FROM k"
+                "WITH need AS (SELECT DISTINCT kindergarten_code FROM recon_items"
+                "  WHERE run_id = $1 AND county_code IS NULL AND kindergarten_code IS NOT NULL),"
+                " newest AS (SELECT kindergarten_code, max(child_id) AS child_id FROM children"
+                "  WHERE county_code IS NOT NULL"
+                "  AND kindergarten_code IN (SELECT kindergarten_code FROM need)"
+                "  GROUP BY kindergarten_code)"
+                " UPDATE recon_items i SET county_code = c.county_code"
+                " FROM newest k JOIN children c USING (child_id)"
                 " WHERE i.run_id = $1 AND i.county_code IS NULL"
                 " AND i.kindergarten_code = k.kindergarten_code",
                 run_id,
             )
-            previous = await self._previous_id(conn, run)
-            if previous is not None:
-                await conn.execute(
-                    "UPDATE recon_items cur SET since = prev.since FROM recon_items prev"
-                    " WHERE cur.run_id = $1 AND prev.run_id = $2 AND cur.category <> 'matched'"
-                    " AND prev.category = cur.category"
-                    " AND prev.student_number = cur.student_number",
-                    run_id, previous,
-                )  # fmt: skip
-            rows = await conn.fetch(
-                "SELECT category, count(*) AS n FROM recon_items WHERE run_id = $1"
-                " GROUP BY category",
-                run_id,
-            )
-            counts = {c.value: 0 for c in Category} | {r["category"]: r["n"] for r in rows}
+            every = {c.value: 0 for c in Category} | dict(counts)
             row = await conn.fetchrow(
                 "UPDATE recon_runs SET status = 'finished', finished_at = now(), counts = $2,"
                 " sides = $3, provisional = $4, repairs = $5 WHERE run_id = $1 RETURNING *",
-                run_id, json.dumps(counts), json.dumps(dict(sides)), provisional, repairs,
+                run_id, json.dumps(every), json.dumps(dict(sides)), provisional, repairs,
             )  # fmt: skip
             # Old runs keep their counts (the overview's chart); their items go.
             await conn.execute(
@@ -302,7 +470,6 @@ class ReconciliationStore:
                 run.run_id, error[:500],
             )  # fmt: skip
             await conn.execute("DELETE FROM recon_items WHERE run_id = $1", run.run_id)
-            await conn.execute("DELETE FROM recon_identities WHERE run_id = $1", run.run_id)
 
     async def record_repair(
         self, run: RunInfo, child_id: int, student_number: str, category: str, outcome: str
@@ -414,7 +581,9 @@ class ReconciliationStore:
         cats = list(categories) if categories is not None else None
         rows = await self._pool.fetch(
             """
-            SELECT i.*, (prev.student_number IS NULL) AS new
+            SELECT i.category, i.student_number, i.county_code, i.kindergarten_code,
+                   i.school_code, i.detail, coalesce(i.since, $9) AS since,
+                   (prev.student_number IS NULL) AS new
             FROM recon_items i LEFT JOIN recon_items prev
               ON prev.run_id = $4 AND prev.category = i.category
              AND prev.student_number = i.student_number
@@ -425,7 +594,7 @@ class ReconciliationStore:
             ORDER BY i.category, i.student_number LIMIT $7 OFFSET $8
             """,
             run.run_id, scope.county_code, scope.kindergarten_code, previous, cats,
-            new_only and previous is not None, limit, offset,
+            new_only and previous is not None, limit, offset, run.started_at,
         )  # fmt: skip
         return [
             Item(
