@@ -7,6 +7,9 @@ children, so a million children need no million files in memory.
 
 The verdict compares the second half of the run with its end: after warm-up (caches,
 pools, allocator arenas) the resident set must not keep rising with the events handled.
+Afterwards the bare pipeline of bench/baselines.py (no durability) takes ``--baseline-n``
+more new children at the same rate, sampled the same way: what a process doing the same
+contract I/O with nothing kept holds, beside what the bridge holds.
 
 ``python -m bench.soak --n 1000000 --rate 200``
 """
@@ -20,7 +23,7 @@ import datetime as dt
 import statistics
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aio_pika
@@ -32,14 +35,17 @@ from bench.common import (
     Child,
     Simulator,
     bridge_env,
+    cpu_probe_ms,
     create_database,
     databases,
     delete_broker_objects,
     free_port,
     print_json_line,
     print_table,
+    python_env,
     wait_http_ok,
 )
+from consumers.topology import TopologyNames, declare
 from simulator.cohort import generate_cohort
 from simulator.names import COUNTIES
 from simulator.numbers import check_char
@@ -104,97 +110,166 @@ async def publish_steadily(
             await asyncio.sleep(0.1)
 
 
+Sample = tuple[float, int, int, float]  # seconds, published, handed over, RSS MB
+
+
+async def soak(
+    name: str,
+    start: Callable[[TopologyNames], Awaitable[Child]],
+    sim: Simulator,
+    source: Iterator[dict[str, Any]],
+    n: int,
+    args: argparse.Namespace,
+) -> tuple[list[Sample], float, int]:
+    """Publish *n* events steadily to a system started by *start*: RSS samples, peak, done."""
+    prefix = f"soak-{TAG}-{name}"
+    names = TopologyNames(
+        events_exchange=f"{prefix}.exchange", events_queue=f"{prefix}.events",
+        parked_exchange=f"{prefix}.parked", parked_queue=f"{prefix}.parked",
+    )  # fmt: skip
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        await declare(await connection.channel(), names)
+    before = await sim.files_stored()
+    system: Child | None = None
+    stored = 0
+    try:
+        system = await start(names)
+        published = [0]
+        publisher = asyncio.create_task(
+            publish_steadily(names.events_exchange, source, n, args.rate, published)
+        )
+        samples: list[Sample] = []
+        peak = 0.0
+        started = time.monotonic()
+        while True:
+            # Memory first: the baseline exits the moment it acked its last message.
+            rss, high = system.rss_bytes() / 2**20, system.peak_rss_bytes() / 2**20
+            stored = await sim.files_stored() - before
+            if rss:
+                samples.append((time.monotonic() - started, published[0], stored, rss))
+                peak = max(peak, high)
+            if stored >= n:
+                break
+            if not system.alive():
+                raise RuntimeError(f"{name} exited:\n{system.log_tail()}")
+            if publisher.done():
+                publisher.result()
+                if time.monotonic() - started > n / args.rate + args.drain_s:
+                    break  # it cannot keep up: report what it did
+            await asyncio.sleep(args.sample_s)
+    finally:
+        if system is not None:
+            await system.stop()
+        await delete_broker_objects(
+            [names.events_queue, names.parked_queue],
+            [names.events_exchange, names.parked_exchange],
+        )
+    return samples, peak, stored
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    probes = [cpu_probe_ms()]
     async with databases() as dbs:
         sim_db = await create_database("xueji_soak_sim")
         dbs.append(sim_db)
         bridge_db = await create_database("xueji_soak_bridge")
         dbs.append(bridge_db)
         sim = await Simulator.start(sim_db)
-        prefix = f"soak-{TAG}"
-        exchange = f"{prefix}.exchange"
-        bridge: Child | None = None
         try:
             templates = generate_cohort(2026, args.templates, seed=7, mix={"graduated": 1.0})
             await seed_cohort(sim.url, templates)
-            port = free_port()
-            settings = {
-                "database_url": bridge_db, "amqp_url": AMQP_URL,
-                "registry_url": f"{sim.url}/registry", "preschool_url": f"{sim.url}/preschool",
-                "events_exchange": exchange, "queue_prefix": prefix,
-                "instance_id": f"soak-{TAG}", "http_port": port, "log_level": "WARNING",
-                **({"event_loop": "uvloop"} if args.uvloop else {}),
-            }  # fmt: skip
-            bridge = Child("bridge-soak", ["-m", "bridge", "run"], bridge_env(settings))
-            await wait_http_ok(f"http://127.0.0.1:{port}/readyz", bridge)
+            # One stream of new children for both systems: no child is handed over twice.
             source = events([c.events[0] for c in templates.children])
-            published = [0]
-            publisher = asyncio.create_task(
-                publish_steadily(exchange, source, args.n, args.rate, published)
-            )
-            samples: list[tuple[float, int, int, float]] = []
-            started = time.monotonic()
-            while not publisher.done() or (await sim.files_stored()) < args.n:
-                if not bridge.alive():
-                    raise RuntimeError(f"bridge exited:\n{bridge.log_tail()}")
-                stored = await sim.files_stored()
-                samples.append(
-                    (time.monotonic() - started, published[0], stored, bridge.rss_bytes() / 2**20)
+            baseline_n = min(args.n, args.baseline_n)
+
+            async def bridge(names: TopologyNames) -> Child:
+                port = free_port()
+                settings = {
+                    "database_url": bridge_db, "amqp_url": AMQP_URL,
+                    "registry_url": f"{sim.url}/registry",
+                    "preschool_url": f"{sim.url}/preschool",
+                    "events_exchange": names.events_exchange,
+                    "queue_prefix": names.events_queue.removesuffix(".events"),
+                    "instance_id": f"soak-{TAG}", "http_port": port, "log_level": "WARNING",
+                    **({"event_loop": "uvloop"} if args.uvloop else {}),
+                }  # fmt: skip
+                child = Child("bridge-soak", ["-m", "bridge", "run"], bridge_env(settings))
+                await wait_http_ok(f"http://127.0.0.1:{port}/readyz", child)
+                return child
+
+            async def pipeline(names: TopologyNames) -> Child:
+                argv = [
+                    "-m", "bench.baselines", "pipeline", "--queue", names.events_queue,
+                    "--n", str(baseline_n), "--amqp-url", AMQP_URL,
+                    "--registry-url", f"{sim.url}/registry",
+                    "--prefetch", "256", "--concurrency", "128",
+                    *(["--uvloop"] if args.uvloop else []),
+                ]  # fmt: skip
+                return Child("baseline-soak", argv, python_env())
+
+            results = {"bridge": await soak("bridge", bridge, sim, source, args.n, args)}
+            probes.append(cpu_probe_ms())
+            if baseline_n:
+                results["pipeline"] = await soak(
+                    "pipeline", pipeline, sim, source, baseline_n, args
                 )
-                if publisher.done():
-                    publisher.result()
-                    if time.monotonic() - started > args.n / args.rate + args.drain_s:
-                        break  # the bridge cannot keep up: report what it did
-                await asyncio.sleep(args.sample_s)
-            samples.append(
-                (time.monotonic() - started, published[0], await sim.files_stored(),
-                 bridge.rss_bytes() / 2**20)
-            )  # fmt: skip
-            peak = bridge.peak_rss_bytes() / 2**20
+                probes.append(cpu_probe_ms())
         finally:
-            if bridge is not None:
-                await bridge.stop()
             await sim.child.stop()
-            await delete_broker_objects(
-                [f"{prefix}.events", f"{prefix}.parked"], [exchange, f"{prefix}.parked"]
-            )
-    return report(args, samples, peak)
+    return report(args, results, probes)
 
 
-def report(
-    args: argparse.Namespace, samples: list[tuple[float, int, int, float]], peak_mb: float
-) -> dict[str, Any]:
-    step = max(1, len(samples) // 20)
-    shown = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
-    print_table(
-        f"soak: n={args.n} at {args.rate:.0f}/s, RSS every {args.sample_s:.0f} s",
-        ["t s", "published", "handed over", "RSS MB"],
-        [[t, p, s, rss] for t, p, s, rss in shown],
-    )
+def verdict(samples: list[Sample]) -> tuple[float, float, float]:
+    """RSS a quarter into the second half, RSS at the end (medians), and the growth."""
     half = samples[len(samples) // 2 :]
     mid_mb = statistics.median(r for *_, r in half[: max(1, len(half) // 4)])
     end_mb = statistics.median(r for *_, r in half[-max(1, len(half) // 4) :])
-    growth = end_mb - mid_mb
-    handled = samples[-1][2]
-    flat = growth <= FLAT_TOLERANCE_MB
-    print(
-        f"\nRSS mid-run {mid_mb:.1f} MB, end {end_mb:.1f} MB: growth {growth:+.1f} MB "
-        f"over the second half ({'flat' if flat else 'GROWING'}; tolerance "
-        f"{FLAT_TOLERANCE_MB:.0f} MB); peak {peak_mb:.1f} MB; {handled} handed over"
+    return mid_mb, end_mb, end_mb - mid_mb
+
+
+def report(
+    args: argparse.Namespace,
+    results: dict[str, tuple[list[Sample], float, int]],
+    probes: list[float],
+) -> dict[str, Any]:
+    samples, _, _ = results["bridge"]
+    step = max(1, len(samples) // 20)
+    shown = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+    print_table(
+        f"bridge soak: n={args.n} at {args.rate:.0f}/s, RSS every {args.sample_s:.0f} s",
+        ["t s", "published", "handed over", "RSS MB"],
+        [[t, p, s, rss] for t, p, s, rss in shown],
     )
+    rows = []
+    systems: dict[str, Any] = {}
+    for name, (runs, peak, done) in results.items():
+        mid_mb, end_mb, growth = verdict(runs)
+        flat = growth <= FLAT_TOLERANCE_MB
+        rows.append([
+            name, runs[-1][1], done, runs[-1][0], mid_mb, end_mb, growth, peak,
+            "flat" if flat else "GROWING",
+        ])  # fmt: skip
+        systems[name] = {
+            "published": runs[-1][1], "handed_over": done, "duration_s": runs[-1][0],
+            "rss_mid_mb": mid_mb, "rss_end_mb": end_mb, "rss_growth_second_half_mb": growth,
+            "rss_peak_mb": peak, "flat": flat,
+            "samples": [[round(t), p, s, round(r, 1)] for t, p, s, r in runs],
+        }  # fmt: skip
+    print_table(
+        f"soak at {args.rate:.0f}/s: RSS a quarter into the second half and at the end"
+        f" (tolerance {FLAT_TOLERANCE_MB:.0f} MB); cpu probe {min(probes):.0f}-"
+        f"{max(probes):.0f} ms",
+        ["system", "published", "handed over", "s", "RSS mid MB", "RSS end MB", "growth MB",
+         "peak MB", "verdict"],
+        rows,
+    )  # fmt: skip
+    bridge = systems["bridge"]
     figures = {
-        "bench": "soak",
-        "n": args.n,
-        "rate_per_s": args.rate,
-        "handed_over": handled,
-        "duration_s": samples[-1][0],
-        "rss_mid_mb": mid_mb,
-        "rss_end_mb": end_mb,
-        "rss_growth_second_half_mb": growth,
-        "rss_peak_mb": peak_mb,
-        "flat": flat,
-        "samples": [[round(t), p, s, round(r, 1)] for t, p, s, r in samples],
-    }
+        "bench": "soak", "n": args.n, "rate_per_s": args.rate, "systems": systems,
+        "cpu_probe_ms": probes,
+        "target_met": bridge["flat"] and bridge["handed_over"] >= args.n,
+    }  # fmt: skip
     print_json_line(figures)
     return figures
 
@@ -206,6 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=5.0)
     parser.add_argument("--templates", type=int, default=500, help="distinct record files")
     parser.add_argument("--drain-s", type=float, default=120.0, help="wait after publishing")
+    parser.add_argument(
+        "--baseline-n", type=int, default=100_000,
+        help="events for the bare pipeline afterwards, at the same rate (0: none)",
+    )  # fmt: skip
     parser.add_argument("--uvloop", action="store_true")
     args = parser.parse_args(argv)
     asyncio.run(run(args))
