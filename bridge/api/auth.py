@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+import asyncpg
 from aiohttp import web
 
 from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.tokens import TokenStore
+from bridge.adapters.postgres.tokens import PresentedToken, TokenStore, present
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
 from bridge.errors import AccessDenied, Forbidden, TokenSealed, Unauthenticated
@@ -13,6 +16,7 @@ from bridge.errors import AccessDenied, Forbidden, TokenSealed, Unauthenticated
 TOKENS = web.AppKey("tokens", TokenStore)
 AUDIT = web.AppKey("audit", AuditLog)
 _PRINCIPAL = web.RequestKey("xueji.principal", Principal)
+_CHECKED_AT = web.RequestKey("xueji.checked_at", dt.datetime)
 
 
 def remote_of(request: web.Request) -> str | None:
@@ -25,17 +29,23 @@ def denied(exc: AccessDenied) -> web.HTTPException:
     return problem(exc.status, exc.code, str(exc))
 
 
-async def authenticate(request: web.Request) -> Principal:
-    """The caller's principal; raises a 401 problem if the token is missing, bad or sealed."""
-    cached = request.get(_PRINCIPAL)
-    if isinstance(cached, Principal):
-        return cached
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def bearer(request: web.Request) -> PresentedToken:
+    """The presented bearer token; raises a 401 problem if it is missing or not ours."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     try:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("send Authorization: Bearer <token>")
-        principal = await request.app[TOKENS].authenticate(token.strip())
+        return present(token.strip())
+    except AccessDenied as exc:
+        raise denied(exc) from None
+
+
+async def admit(
+    request: web.Request, row: asyncpg.Record | None, presented: PresentedToken
+) -> Principal:
+    """The principal of a token row read with TOKEN_CTE; 401 problem (seals audited)."""
+    try:
+        principal = await request.app[TOKENS].admit(row, presented)
     except TokenSealed as exc:
         if exc.sealed_now:
             await request.app[AUDIT].record(
@@ -47,7 +57,23 @@ async def authenticate(request: web.Request) -> Principal:
     except AccessDenied as exc:
         raise denied(exc) from None
     request[_PRINCIPAL] = principal
+    if row is not None:
+        request[_CHECKED_AT] = row["db_now"]
     return principal
+
+
+async def authenticate(request: web.Request) -> Principal:
+    """The caller's principal; raises a 401 problem if the token is missing, bad or sealed."""
+    cached = request.get(_PRINCIPAL)
+    if isinstance(cached, Principal):
+        return cached
+    presented = bearer(request)
+    return await admit(request, await request.app[TOKENS].token_row(presented), presented)
+
+
+def checked_at(request: web.Request) -> dt.datetime:
+    """The database's clock when this request's token was checked (after authenticate)."""
+    return request[_CHECKED_AT]
 
 
 async def require(request: web.Request, *roles: Role) -> Principal:

@@ -1,37 +1,36 @@
 """Record file downloads, one file (with ETag, 304 and ranges) or many as a streamed ZIP.
 
-Bytes come from the store in chunks and go out as they come: a file or an archive is
-never held whole in memory. Every download is kept as a receipt and audited.
+A file up to CHUNK_BYTES comes with the lookup and goes out in one write; a larger one
+comes from the store in chunks and goes out as they come, so neither a large file nor an
+archive is held whole in memory. Every download is kept as a receipt and audited.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import hashlib
 import re
 import zipfile
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import IO, cast
 
 import orjson
 from aiohttp import web
 
-from bridge.adapters.postgres.school_pulls import ChildView, ListQuery
-from bridge.api.auth import authenticate, remote_of
+from bridge.adapters.postgres.school_pulls import ChildFile, ChildView, ListQuery
+from bridge.adapters.postgres.school_reads import AuditLine, ReadEntry, Receipt
+from bridge.api.auth import admit, authenticate, bearer, remote_of
 from bridge.api.problems import problem
 from bridge.api.schools import (
+    NUMBER_FORM,
     SCHOOL_API,
-    SchoolApi,
-    child_in_scope,
     int_param,
     not_found,
     only_params,
     school_in_scope,
 )
-from bridge.domain.access import Principal
+from bridge.domain.access import Principal, Role
 
 # Large enough that a few-MB file is a handful of queries, small enough to keep memory flat.
 CHUNK_BYTES = 256 * 1024
@@ -93,15 +92,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-def _shielded(coro: Awaitable[None]) -> Awaitable[None]:
-    # Bookkeeping must finish even if the client went away and the handler is cancelled.
-    return asyncio.shield(asyncio.ensure_future(coro))
-
-
-async def _bookkeep(
-    api: SchoolApi,
+def _entry(
     principal: Principal,
-    child: ChildView,
+    child: ChildFile,
     *,
     via: str,
     span: ByteRange | None,
@@ -109,35 +102,63 @@ async def _bookkeep(
     complete: bool,
     outcome: str,
     remote: str | None,
-) -> None:
-    await api.pulls.record_download(
-        principal, child, via=via, range_start=span.first if span else None,
-        range_end=span.last if span else None, bytes_sent=sent, complete=complete,
-        outcome=outcome, remote=remote,
+) -> ReadEntry:
+    """The receipt, the pull (the admitting school's complete download) and the audit line."""
+    assert child.sha256 is not None
+    detail: dict[str, object] = {"sha256": child.sha256, "bytes": sent, "via": via}
+    if span is not None:
+        detail["range"] = f"{span.first}-{span.last}"
+    own = principal.role is Role.SCHOOL and principal.school_code == child.school_code
+    return ReadEntry(
+        audit=(AuditLine(principal, "record_file.read", outcome, child.student_number, remote,
+                         detail),),
+        receipt=Receipt(
+            principal, child.child_id, child.student_number, child.sha256, via,
+            span.first if span else None, span.last if span else None, sent, complete, remote,
+        ),
+        pulled=(child.child_id, child.school_code, child.sha256)
+        if own and complete and child.school_code else None,
     )  # fmt: skip
 
 
 async def get_record_file(request: web.Request) -> web.StreamResponse:
-    """`GET /v1/handoffs/{student_number}/record-file`."""
-    principal = await authenticate(request)
-    child = await child_in_scope(request, principal, "record_file.read")
-    only_params(request)
-    if child.file_sha256 is None or child.file_size is None:
-        raise not_found()
+    """`GET /v1/handoffs/{student_number}/record-file`.
+
+    The hot path of the school API: token, scope, file metadata and (for a file up to
+    CHUNK_BYTES) the bytes come in one query, and the bookkeeping is group-committed.
+    """
+    presented = bearer(request)
+    number = request.match_info["student_number"]
+    well_formed = bool(NUMBER_FORM.match(number))
+    # A conditional request usually ends in 304: do not fetch bytes it will not send.
+    inline_max = 0 if "If-None-Match" in request.headers else CHUNK_BYTES
     api = request.app[SCHOOL_API]
+    found = await api.pulls.file_for(
+        presented, number if well_formed else None, inline_max=inline_max
+    )
+    principal = await admit(request, found.token, presented)
     remote = remote_of(request)
-    sha, size = child.file_sha256, child.file_size
-    etag = f'"{sha}"'
+    child = found.child
+    if child is None:
+        refused = AuditLine(principal, "record_file.read", "not_found",
+                            number if well_formed else None, remote)  # fmt: skip
+        await api.book.keep(ReadEntry(audit=(refused,)))
+        raise not_found()
+    only_params(request)
+    if child.sha256 is None or child.size is None:
+        raise not_found()
+    sha, size = child.sha256, child.size
+    etag, digest = f'"{sha}"', repr_digest(sha)
     headers = {
         "ETag": etag,
-        "Repr-Digest": repr_digest(sha),
+        "Repr-Digest": digest,
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-cache",
     }
     if etag_matches(request.headers.get("If-None-Match", ""), etag):
-        await _bookkeep(
-            api, principal, child, via="not_modified", span=None, sent=0, complete=True,
-            outcome="not_modified", remote=remote,
+        await api.book.keep(
+            _entry(principal, child, via="not_modified", span=None, sent=0, complete=True,
+                   outcome="not_modified", remote=remote)
         )  # fmt: skip
         return web.Response(status=304, headers=headers)
     range_header = request.headers.get("Range")
@@ -154,31 +175,61 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     if span:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     else:
-        headers["Content-Digest"] = repr_digest(sha)  # the content is the whole file here
-    response = web.StreamResponse(status=206 if span else 200, headers=headers)
-    response.content_type = child.file_media_type or "application/octet-stream"
-    response.content_length = last - first + 1
-    sent = 0
-    try:
-        await response.prepare(request)
-        pos = first
-        while pos <= last:
-            data = await api.files.chunk(sha, pos, min(CHUNK_BYTES, last + 1 - pos))
-            if not data:
-                raise RuntimeError("stored record file is shorter than recorded")
-            await response.write(data)
-            pos += len(data)
-            sent += len(data)
-        await response.write_eof()
-    finally:
-        done = sent == last - first + 1
-        await _shielded(
-            _bookkeep(
-                api, principal, child, via="file", span=span, sent=sent,
-                complete=done and last == size - 1,
-                outcome=("partial" if span else "ok") if done else "aborted", remote=remote,
-            )
+        headers["Content-Digest"] = digest  # the content is the whole file here
+    status = 206 if span else 200
+    media_type = child.media_type or "application/octet-stream"
+    length = last - first + 1
+    sent, kept = 0, False
+
+    async def keep_delivered() -> None:
+        # Before the last bytes go: no client holds a whole file whose receipt and audit
+        # line are not committed (a crash cannot leave a complete read unaudited), and the
+        # school's next request already sees the file as pulled. If the commit fails, the
+        # last bytes are never sent.
+        nonlocal kept
+        if request.transport is None or request.transport.is_closing():
+            raise ConnectionResetError("the client went away")
+        kept = True
+        await api.book.keep(
+            _entry(principal, child, via="file", span=span, sent=length,
+                   complete=last == size - 1, outcome="partial" if span else "ok",
+                   remote=remote)
         )  # fmt: skip
+
+    try:
+        if child.content is not None:
+            # A small file is in hand: headers and body leave in one write.
+            body = child.content[first : last + 1]
+            if len(body) != length:
+                raise RuntimeError("stored record file is shorter than recorded")
+            response: web.StreamResponse = web.Response(
+                status=status, headers=headers, body=body, content_type=media_type
+            )
+            await keep_delivered()
+            await response.prepare(request)
+            await response.write_eof()
+        else:
+            response = web.StreamResponse(status=status, headers=headers)
+            response.content_type = media_type
+            response.content_length = length
+            await response.prepare(request)
+            pos = first
+            while pos <= last:
+                data = await api.files.chunk(sha, pos, min(CHUNK_BYTES, last + 1 - pos))
+                if not data:
+                    raise RuntimeError("stored record file is shorter than recorded")
+                if pos + len(data) > last:
+                    await keep_delivered()
+                await response.write(data)
+                pos += len(data)
+                sent += len(data)
+            await response.write_eof()
+    finally:
+        if not kept:  # refused, short or cut off before the last bytes: say how far it got
+            await api.book.keep(
+                _entry(principal, child, via="file", span=span, sent=sent, complete=False,
+                       outcome="aborted", remote=remote)
+            )  # fmt: skip
     return response
 
 
@@ -258,11 +309,18 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
                 "sha256": digest.hexdigest(), "size": sent,
                 "media_type": child.file_media_type,
             })  # fmt: skip
-            await _shielded(
-                _bookkeep(
-                    api, principal, child, via="zip", span=None, sent=sent, complete=True,
-                    outcome="ok", remote=remote,
-                )
+            kept = ChildFile(
+                child.child_id,
+                child.student_number,
+                child.school_code,
+                child.file_sha256,
+                child.file_size,
+                child.file_media_type,
+                None,
+            )
+            await api.book.keep(
+                _entry(principal, kept, via="zip", span=None, sent=sent, complete=True,
+                       outcome="ok", remote=remote)
             )  # fmt: skip
         if len(page) <= ZIP_PAGE:
             break

@@ -11,7 +11,7 @@ import binascii
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,8 @@ from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.record_files import RecordFileStore
 from bridge.adapters.postgres.school_pulls import ChildView, ListQuery, SchoolPulls
-from bridge.api.auth import authenticate, remote_of, require
+from bridge.adapters.postgres.school_reads import AuditLine, ReadBook, ReadEntry
+from bridge.api.auth import authenticate, checked_at, remote_of, require
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
 from bridge.domain.handoff import Arrival, SetAsideReason
@@ -79,6 +80,7 @@ class SchoolApi:
     ledger: Ledger
     audit: AuditLog
     wake_worker: Callable[[], None]
+    book: ReadBook  # receipts and audit lines of file downloads and lists, group-committed
 
 
 SCHOOL_API = web.AppKey("school_api", SchoolApi)
@@ -269,15 +271,20 @@ async def list_handoffs(request: web.Request) -> web.Response:
     school_in_scope(principal, school_code)
     query = list_query(request, school_code)
     api = request.app[SCHOOL_API]
-    as_of = await api.pulls.now() - SINCE_OVERLAP
+    # The token was checked just before the list is read: its clock is a safe as_of.
+    as_of = checked_at(request) - SINCE_OVERLAP
     rows = await api.pulls.school_children(principal, query)
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    await api.audit.record_many(
-        action="handoff.list", outcome="ok", principal=principal,
-        student_numbers=[r.student_number for r in rows], remote=remote_of(request),
-        detail={"school_code": school_code},
-    )  # fmt: skip
+    remote, detail = remote_of(request), {"school_code": school_code}
+    await api.book.keep(
+        ReadEntry(
+            audit=tuple(
+                AuditLine(principal, "handoff.list", "ok", r.student_number, remote, detail)
+                for r in rows
+            )
+        )
+    )
     page = HandoffPage(
         items=[item(principal, r) for r in rows],
         next_cursor=encode_cursor(rows[-1].child_id) if more and rows else None,
@@ -372,9 +379,21 @@ def add_school_api(app: web.Application, bridge: Bridge) -> None:
     """Register the school endpoints (lists, summaries, files, arrivals) on *app*."""
     from bridge.api.downloads import get_record_file, get_record_files_zip
 
+    book = ReadBook(bridge.pool)
     app[SCHOOL_API] = SchoolApi(
-        SchoolPulls(bridge.pool), bridge.files, bridge.ledger, bridge.audit, bridge.worker.wake
+        SchoolPulls(bridge.pool),
+        bridge.files,
+        bridge.ledger,
+        bridge.audit,
+        bridge.worker.wake,
+        book,
     )
+
+    async def close_book(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await book.aclose()  # after the last request, before the pool closes
+
+    app.cleanup_ctx.append(close_book)
     app.router.add_get("/v1/schools/{school_code}/handoffs", list_handoffs, allow_head=False)
     app.router.add_get(
         "/v1/schools/{school_code}/record-files.zip", get_record_files_zip, allow_head=False

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 
 # rules.md: accounts unused for six months are sealed (半年以上未使用的账号应予以封存).
 SEAL_AFTER = dt.timedelta(days=180)
+# A token's last use is written at most this often (not on every request), so the
+# recorded last use may trail the real one by up to this much: a token can be sealed that
+# much before 180 days after its real last use, still well within the rules' half year.
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class Role(enum.StrEnum):

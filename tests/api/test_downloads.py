@@ -10,6 +10,8 @@ import zipfile
 import orjson
 import pytest
 
+from bridge.api.downloads import CHUNK_BYTES
+from bridge.domain.access import Role
 from simulator.cohort import CohortChild
 from tests.support.school_api import (
     ENTRY_YEAR,
@@ -194,3 +196,84 @@ async def test_the_list_pages_filters_by_state_and_since(api_env: SchoolApiEnv) 
     ).json()
     assert {i["student_number"] for i in fresh["items"]} <= expected
     assert as_of
+
+
+async def test_a_file_larger_than_a_chunk_streams_whole_and_in_ranges(
+    api_env: SchoolApiEnv,
+) -> None:
+    # A child of its own school and county, so that no other test sees it.
+    bridge, school, number = api_env.bridge, "2112010199", "L120101201903070001"
+    content = b"".join(i.to_bytes(4, "big") for i in range(2 * CHUNK_BYTES // 4 + 1000))
+    sha = hashlib.sha256(content).hexdigest()
+    await bridge.files.put(sha, "application/pdf", content)
+    child_id = await bridge.pool.fetchval(
+        "INSERT INTO children (student_number, status, phase, entry_year, county_code,"
+        " school_code, handoff) VALUES ($1, 'graduated', 'file_delivered', $2, '120101', $3,"
+        " jsonb_build_object('verified_file_sha256', $4::text)) RETURNING child_id",
+        number, ENTRY_YEAR, school, sha,
+    )  # fmt: skip
+    await bridge.pool.execute(
+        "INSERT INTO child_numbers (student_number, child_id) VALUES ($1, $2)", number, child_id
+    )
+    token = (await bridge.tokens.issue(Role.SCHOOL, school_code=school)).token
+    path = f"/v1/handoffs/{number}/record-file"
+    whole = await api_env.call("GET", path, token)
+    assert (whole.status, whole.body) == (200, content)
+    assert whole.headers["Content-Type"] == "application/pdf"
+    assert whole.headers["ETag"] == f'"{sha}"'
+    start, end = CHUNK_BYTES - 10, 2 * CHUNK_BYTES + 10
+    part = await api_env.call("GET", path, token, headers={"Range": f"bytes={start}-{end}"})
+    assert (part.status, part.body) == (206, content[start : end + 1])
+    unchanged = await api_env.call("GET", path, token, headers={"If-None-Match": f'"{sha}"'})
+    assert unchanged.status == 304
+    changed = await api_env.call("GET", path, token, headers={"If-None-Match": '"abc"'})
+    assert (changed.status, changed.body) == (200, content)
+    receipts = await bridge.pool.fetch(
+        "SELECT via, range_start, bytes_sent, complete FROM record_file_receipts"
+        " WHERE child_id = $1 ORDER BY id", child_id,
+    )  # fmt: skip
+    assert [tuple(r) for r in receipts] == [
+        ("file", None, len(content), True),
+        ("file", start, end - start + 1, False),
+        ("not_modified", None, 0, True),
+        ("file", None, len(content), True),
+    ]
+    listed = await api_env.call("GET", f"/v1/schools/{school}/handoffs", token)
+    assert [i["state"] for i in listed.json()["items"]] == ["pulled"]
+
+
+async def test_a_small_file_asked_for_with_a_stale_etag_comes_whole(api_env: SchoolApiEnv) -> None:
+    child = api_env.children_of(SCHOOL)[3]
+    answer = await api_env.call(
+        "GET", f"/v1/handoffs/{number(child)}/record-file", "school",
+        headers={"If-None-Match": '"' + "0" * 64 + '"'},
+    )  # fmt: skip
+    assert (answer.status, answer.body) == (200, stored_file(child))
+    assert int(answer.headers["Content-Length"]) == len(stored_file(child))
+
+
+async def test_a_download_counts_as_a_use_and_an_overdue_token_is_sealed_on_the_spot(
+    api_env: SchoolApiEnv,
+) -> None:
+    bridge = api_env.bridge
+    child = api_env.children_of(SCHOOL)[5]
+    path = f"/v1/handoffs/{number(child)}/record-file"
+    issued = await bridge.tokens.issue(Role.SCHOOL, school_code=SCHOOL, label="downloads")
+    used = await bridge.pool.fetchval(
+        "UPDATE api_tokens SET last_used_at = now() - interval '2 minutes'"
+        " WHERE token_id = $1 RETURNING last_used_at", issued.token_id,
+    )  # fmt: skip
+    assert (await api_env.call("GET", path, issued.token)).status == 200
+    info = await bridge.tokens.get(issued.token_id)
+    assert info is not None and info.last_used_at is not None and info.last_used_at > used
+    await bridge.pool.execute(
+        "UPDATE api_tokens SET last_used_at = now() - interval '181 days' WHERE token_id = $1",
+        issued.token_id,
+    )
+    refused = await api_env.call("GET", path, issued.token)
+    assert (refused.status, refused.json()["code"]) == (401, "token_sealed")
+    entries = await bridge.audit.query(actor=issued.token_id)
+    assert [(e.action, e.actor, e.outcome) for e in entries] == [
+        ("token.seal", "system:auth", "sealed"),
+        ("record_file.read", issued.token_id, "ok"),
+    ]

@@ -59,28 +59,6 @@ class AuditLog:
             action, student_number, target_token, remote, outcome, json.dumps(detail or {}),
         )  # fmt: skip
 
-    async def record_many(
-        self,
-        *,
-        action: str,
-        outcome: str,
-        principal: Principal,
-        student_numbers: list[str],
-        remote: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """One entry per child, in one round trip (a list or an archive reads many)."""
-        if not student_numbers:
-            return
-        await self._pool.execute(
-            "INSERT INTO audit_log (actor, role, school_code, county_code, action,"
-            " student_number, remote, outcome, detail)"
-            " SELECT $1, $2, $3, $4, $5, n, $7, $8, $9::jsonb FROM unnest($6::text[]) AS n",
-            principal.token_id, principal.role.value, principal.school_code,
-            principal.county_code, action, student_numbers, remote, outcome,
-            json.dumps(detail or {}),
-        )  # fmt: skip
-
     async def query(
         self,
         *,

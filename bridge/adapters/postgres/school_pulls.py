@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from bridge.adapters.postgres.tokens import TOKEN_ADMITTED, TOKEN_CTE, PresentedToken, token_args
 from bridge.domain.access import Principal, Role
 
 # One view of a child as a school sees it; the registration under the current number
-# carries the key information the registry holds.
+# carries the key information the registry holds. The few fields shown are taken out of
+# the JSON here: a list page would otherwise parse every child's registration in Python.
 _VIEW = """
 WITH v AS (
     SELECT c.child_id, c.student_number, c.entry_year, c.school_code, c.county_code,
@@ -26,7 +27,12 @@ WITH v AS (
       FROM children c
      WHERE {where}
 )
-SELECT v.*, f.size AS file_size, f.media_type AS file_media_type,
+SELECT v.child_id, v.student_number, v.entry_year, v.school_code, v.county_code, v.phase,
+       v.set_aside_reason, v.id_number, v.school_visible_at, v.updated_at, v.sha256,
+       v.reg -> 'key_info' ->> 'name' AS name, v.reg -> 'key_info' ->> 'gender' AS gender,
+       v.reg -> 'key_info' ->> 'birth_date' AS birth_date,
+       v.arrival ->> 'arrived_on' AS arrived_on,
+       f.size AS file_size, f.media_type AS file_media_type,
        p.first_pulled_at AS pulled_at,
        CASE WHEN v.phase = 'enrolled' OR (v.arrival IS NOT NULL
                  AND v.set_aside_reason IS DISTINCT FROM 'school_mismatch') THEN 'arrived'
@@ -63,10 +69,11 @@ class ChildView:
     updated_at: dt.datetime
 
 
+def _date(text: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(text) if text else None
+
+
 def _view(row: asyncpg.Record) -> ChildView:
-    reg = json.loads(row["reg"]) if row["reg"] else None
-    key = reg["key_info"] if reg else {}
-    arrival = json.loads(row["arrival"]) if row["arrival"] else None
     has_file = row["file_size"] is not None
     return ChildView(
         child_id=row["child_id"],
@@ -76,14 +83,14 @@ def _view(row: asyncpg.Record) -> ChildView:
         county_code=row["county_code"],
         phase=row["phase"],
         set_aside_reason=row["set_aside_reason"],
-        name=key.get("name"),
-        gender=key.get("gender"),
-        birth_date=dt.date.fromisoformat(key["birth_date"]) if key.get("birth_date") else None,
+        name=row["name"],
+        gender=row["gender"],
+        birth_date=_date(row["birth_date"]),
         id_number=row["id_number"],
         file_sha256=row["sha256"] if has_file else None,
         file_size=row["file_size"],
         file_media_type=row["file_media_type"],
-        arrived_on=dt.date.fromisoformat(arrival["arrived_on"]) if arrival else None,
+        arrived_on=_date(row["arrived_on"]),
         pulled_at=row["pulled_at"],
         state=row["state"],
         visible_at=row["school_visible_at"],
@@ -98,6 +105,56 @@ def _scope(principal: Principal, first: int) -> tuple[str, list[Any]]:
     if principal.role is Role.COUNTY:
         return f"c.county_code = ${first}", [principal.county_code]
     return "TRUE", []
+
+
+# _scope's rule as SQL on the token row `t` of TOKEN_CTE, for the one-statement file lookup.
+_TOKEN_SCOPE = (
+    "(t.role = 'province' OR (t.role = 'school' AND c.school_code = t.school_code)"
+    " OR (t.role = 'county' AND c.county_code = t.county_code))"
+)
+
+# A download in one round trip: the token (TOKEN_CTE, $1-$4), then the child holding (or
+# having held) number $5 if the token passes and may see it, with its verified file's
+# metadata, and the file's bytes too when they are no more than $6.
+_FILE_LOOKUP = f"""
+WITH {TOKEN_CTE}
+SELECT t.*, c.child_id, c.student_number, c.school_code AS child_school_code,
+       f.sha256, f.size, f.media_type, f.content
+  FROM t
+  LEFT JOIN LATERAL (
+      SELECT c.child_id, c.student_number, c.school_code,
+             c.handoff ->> 'verified_file_sha256' AS sha256
+        FROM children c
+       WHERE c.child_id = (SELECT child_id FROM child_numbers WHERE student_number = $5)
+         AND {TOKEN_ADMITTED} AND {_TOKEN_SCOPE}
+  ) c ON TRUE
+  LEFT JOIN LATERAL (
+      SELECT f.sha256, f.size, f.media_type,
+             CASE WHEN f.size <= $6 THEN f.content END AS content
+        FROM record_files f WHERE f.sha256 = c.sha256
+  ) f ON TRUE
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFile:
+    """A child's record file as a download needs it; *content* only for a small file."""
+
+    child_id: int
+    student_number: str
+    school_code: str | None
+    sha256: str | None
+    size: int | None
+    media_type: str | None
+    content: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileLookup:
+    """The token's row (for TokenStore.admit) and, if it may see it, the child's file."""
+
+    token: asyncpg.Record | None
+    child: ChildFile | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +185,25 @@ class SchoolPulls:
         row = await self._pool.fetchrow(_VIEW.format(where=where), student_number, *args)
         return _view(row) if row else None
 
+    async def file_for(
+        self, presented: PresentedToken, student_number: str | None, *, inline_max: int
+    ) -> FileLookup:
+        """Token, scope, file metadata and a small file's bytes, in one round trip.
+
+        Nothing about the child comes back unless the token passes every check and its
+        scope covers the child; the caller must still admit the token before going on.
+        """
+        row = await self._pool.fetchrow(
+            _FILE_LOOKUP, *token_args(presented), student_number, inline_max
+        )
+        if row is None or row["child_id"] is None:
+            return FileLookup(row, None)
+        child = ChildFile(
+            row["child_id"], row["student_number"], row["child_school_code"], row["sha256"],
+            row["size"], row["media_type"], row["content"],
+        )  # fmt: skip
+        return FileLookup(row, child)
+
     async def school_children(self, principal: Principal, query: ListQuery) -> list[ChildView]:
         """One page (limit + 1 rows, to tell whether more follow) of a school's children."""
         scope, args = _scope(principal, 5)
@@ -146,53 +222,6 @@ class SchoolPulls:
             query.state, query.limit + 1,
         )  # fmt: skip
         return [_view(r) for r in rows]
-
-    async def now(self) -> dt.datetime:
-        """The database's clock: `since` is compared with it, never with ours."""
-        value: dt.datetime = await self._pool.fetchval("SELECT now()")
-        return value
-
-    async def record_download(
-        self,
-        principal: Principal,
-        child: ChildView,
-        *,
-        via: str,
-        range_start: int | None,
-        range_end: int | None,
-        bytes_sent: int,
-        complete: bool,
-        outcome: str,
-        remote: str | None,
-    ) -> None:
-        """The receipt, the pull (the admitting school's complete download) and the audit line.
-
-        One statement: downloads are the hot path, and the three stand or fall together.
-        """
-        own = principal.role is Role.SCHOOL and principal.school_code == child.school_code
-        detail: dict[str, Any] = {"sha256": child.file_sha256, "bytes": bytes_sent, "via": via}
-        if range_start is not None:
-            detail["range"] = f"{range_start}-{range_end}"
-        await self._pool.execute(
-            """
-            WITH receipt AS (
-                INSERT INTO record_file_receipts (token_id, role, school_code, county_code,
-                    child_id, student_number, sha256, via, range_start, range_end, bytes_sent,
-                    complete, remote)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)),
-            pulled AS (
-                INSERT INTO school_pulls (child_id, school_code, sha256)
-                SELECT $5, $3, $7 WHERE $12 AND $14
-                ON CONFLICT (child_id, school_code, sha256) DO UPDATE SET last_pulled_at = now())
-            INSERT INTO audit_log (actor, role, school_code, county_code, action,
-                student_number, remote, outcome, detail)
-            VALUES ($1, $2, $3, $4, 'record_file.read', $6, $13, $15, $16::jsonb)
-            """,
-            principal.token_id, principal.role.value, principal.school_code,
-            principal.county_code, child.child_id, child.student_number, child.file_sha256,
-            via, range_start, range_end, bytes_sent, complete, remote, own, outcome,
-            json.dumps(detail),
-        )  # fmt: skip
 
     async def record_arrival_report(
         self, principal: Principal, child: ChildView, arrived_on: dt.date, outcome: str

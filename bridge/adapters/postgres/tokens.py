@@ -10,10 +10,35 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from bridge.domain.access import SEAL_AFTER, Principal, Role
+from bridge.domain.access import LAST_USED_RESOLUTION, SEAL_AFTER, Principal, Role
 from bridge.errors import TokenSealed, Unauthenticated
 
 TOKEN_PREFIX = "xj"
+_SEALED_MESSAGE = "token sealed after 180 days unused; ask an operator to unseal it"
+
+# The token's row as `t`, checked and touched by one statement, for queries to build on:
+# $1 token id, $2 sha256 of the presented secret, $3 SEAL_AFTER, $4 LAST_USED_RESOLUTION
+# (token_args). `touch` moves last_used_at at most once per resolution, and only for a
+# token that passes every check, so a wrong secret never keeps a token from its seal.
+# The guard on `a.last_used_at` is re-read if a concurrent request touched the row first,
+# so two requests racing here write it once.
+TOKEN_CTE = """
+t AS (
+    SELECT token_id, role, school_code, county_code, secret_hash,
+           revoked_at IS NOT NULL AS revoked, sealed_at IS NOT NULL AS sealed,
+           coalesce(last_used_at, created_at) <= now() - $3::interval AS overdue,
+           now() AS db_now
+      FROM api_tokens WHERE token_id = $1),
+touch AS (
+    UPDATE api_tokens a SET last_used_at = now()
+      FROM t
+     WHERE a.token_id = t.token_id AND t.secret_hash = $2
+       AND NOT (t.revoked OR t.sealed OR t.overdue)
+       AND (a.last_used_at IS NULL OR a.last_used_at < now() - $4::interval))
+"""
+# A condition on `t` (in a query built on TOKEN_CTE) that holds only for a token admit()
+# may accept: nothing a token could see comes back for a token it refuses.
+TOKEN_ADMITTED = "t.secret_hash = $2 AND NOT (t.revoked OR t.sealed OR t.overdue)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +70,27 @@ class TokenInfo:
         if self.revoked_at:
             return "revoked"
         return "sealed" if self.sealed_at else "active"
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedToken:
+    """A bearer token as presented: its id and the hash of its secret."""
+
+    token_id: str
+    secret_hash: str
+
+
+def present(token: str) -> PresentedToken:
+    """Split a presented token; Unauthenticated if it is not a xueji token at all."""
+    parts = token.split("_")
+    if len(parts) < 4 or parts[0] != TOKEN_PREFIX or parts[1] != "tok":
+        raise Unauthenticated("the token is not a xueji token")
+    return PresentedToken(f"tok_{parts[2]}", _hash("_".join(parts[3:])))
+
+
+def token_args(presented: PresentedToken) -> tuple[object, ...]:
+    """The first four arguments of a query built on TOKEN_CTE."""
+    return presented.token_id, presented.secret_hash, SEAL_AFTER, LAST_USED_RESOLUTION
 
 
 def _hash(secret: str) -> str:
@@ -152,35 +198,36 @@ class TokenStore:
         return _info(row) if row else None
 
     async def authenticate(self, token: str) -> Principal:
-        """The principal of a presented token, or Unauthenticated / TokenSealed.
+        """The principal of a presented token, or Unauthenticated / TokenSealed."""
+        presented = present(token)
+        return await self.admit(await self.token_row(presented), presented)
+
+    async def token_row(self, presented: PresentedToken) -> asyncpg.Record | None:
+        """The token's row for admit(), read (and touched, if due) in one round trip."""
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            f"WITH {TOKEN_CTE} SELECT * FROM t", *token_args(presented)
+        )
+        return row
+
+    async def admit(self, row: asyncpg.Record | None, presented: PresentedToken) -> Principal:
+        """Decide on a token from its row as read by TOKEN_CTE (`t`).
 
         Sealing is decided here too, so a token past 180 days is refused even before the
         periodic sealing job has run.
         """
-        parts = token.split("_")
-        if len(parts) < 4 or parts[0] != TOKEN_PREFIX or parts[1] != "tok":
-            raise Unauthenticated("the token is not a xueji token")
-        token_id, secret = f"tok_{parts[2]}", "_".join(parts[3:])
-        row = await self._pool.fetchrow("SELECT * FROM api_tokens WHERE token_id = $1", token_id)
-        if row is None or row["revoked_at"] is not None:
+        if row is None or row["revoked"]:
             raise Unauthenticated("unknown or revoked token")
-        if not hmac.compare_digest(row["secret_hash"], _hash(secret)):
+        if not hmac.compare_digest(row["secret_hash"], presented.secret_hash):
             raise Unauthenticated("unknown or revoked token")
-        if row["sealed_at"] is not None:
-            raise TokenSealed("token sealed after 180 days unused; ask an operator to unseal it")
-        sealed_now = await self._pool.fetchval(
-            "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1 AND sealed_at IS NULL"
-            " AND coalesce(last_used_at, created_at) <= now() - $2::interval RETURNING token_id",
-            token_id, SEAL_AFTER,
-        )  # fmt: skip
-        if sealed_now:
-            raise TokenSealed(
-                "token sealed after 180 days unused; ask an operator to unseal it",
-                sealed_now=token_id,
-            )
-        await self._pool.execute(
-            "UPDATE api_tokens SET last_used_at = now() WHERE token_id = $1"
-            " AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
-            token_id,
-        )
+        if row["sealed"]:
+            raise TokenSealed(_SEALED_MESSAGE)
+        if row["overdue"]:
+            # Conditional, so that of two requests racing here only one seals (and audits).
+            sealed_now = await self._pool.fetchval(
+                "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1"
+                " AND sealed_at IS NULL AND coalesce(last_used_at, created_at)"
+                " <= now() - $2::interval RETURNING token_id",
+                presented.token_id, SEAL_AFTER,
+            )  # fmt: skip
+            raise TokenSealed(_SEALED_MESSAGE, sealed_now=sealed_now)
         return _principal(row)
