@@ -322,7 +322,7 @@ def cpu_probe_ms() -> float:
     """Milliseconds a fixed pure-Python loop takes now: how fast this machine is right now.
 
     Figures taken on a shared or throttled machine are only comparable next to this; on an
-    idle 2-core CI-size box it reads about 130 ms.
+    idle 2-core CI-size box it reads 70-100 ms.
     """
     start = time.perf_counter()
     total = 0

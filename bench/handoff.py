@@ -385,7 +385,7 @@ def report(
     ratio_b = medians["bridge"] / medians["consume"]
     print(
         f"\ncpu probe between runs: {min(probes):.0f}-{max(probes):.0f} ms"
-        " (about 130 ms on an idle 2-core box; higher means the machine was busy)"
+        " (70-100 ms on an idle 2-core box; higher means the machine was busy)"
     )
     print(f"bridge / pipeline (a) = {ratio_a:.2f}   (target >= 0.80)")
     print(f"bridge / consume  (b) = {ratio_b:.2f}")
