@@ -1,16 +1,25 @@
-"""Schools pulling record files: the school API under 200 concurrent schools (issue #7).
+"""Schools pulling record files: the school API under 200 concurrent schools, beside a bare
+aiohttp baseline (issue #7).
 
 N handed-over children (spread over S schools, one record file each) are written straight
-into a fresh ledger; a bridge runs as its own process (``python -m bridge run``). Every
-school is a client of its own (one keep-alive connection) that lists its children (pages
-of 100) and downloads each file, checking its sha256. Two runs follow.
+into a fresh ledger; a bridge runs as its own process (``python -m bridge run``). The same
+children and files (the very bytes) go to the baseline, bench/pull_baseline.py, a process
+of its own too: a bare aiohttp server answering the same two URL shapes, the list pages
+(same JSON shape, same page size) from an in-memory index and the files from memory, with
+no token check, scope, database, audit or receipts. It says what the hardware and aiohttp
+give with nothing the bridge must do; the bridge's figures are to be read against it.
+
+Every school is a client of its own (one keep-alive connection per system) that lists its
+children (pages of 100) and downloads each file, checking its sha256. The same load
+generator drives both systems with the same schools, files and schedule. Two runs follow.
 
 **Saturation (closed loop).** All schools at once, each sending its next request the
-moment the last one is answered. This says how many requests per second the bridge
-serves flat out — and nothing about what a school waits: with S requests always in
-flight, mean latency is S / throughput (Little's law), so 200 schools at p99 <= 50 ms
-would take some 6,000+ req/s from a Python server and a Python load generator sharing
-two cores. Its latencies are printed, but they measure the queue, not the bridge.
+moment the last one is answered, until each has listed and downloaded all its files once.
+This says how many requests per second a system serves flat out — and nothing about what a
+school waits: with S requests always in flight, mean latency is S / throughput (Little's
+law), so 200 schools at p99 <= 50 ms would take some 6,000+ req/s from a Python server and
+a Python load generator sharing two cores. Its latencies are printed, but they measure the
+queue, not the server.
 
 **Latency under offered load (open loop).** For each total rate L of the sweep, each
 school is a clerk's client issuing its requests one at a time (list pages, then each
@@ -20,8 +29,17 @@ counted from the moment it was *scheduled* (no coordinated omission): a slow ans
 makes the requests behind it late, as it would for a clerk. After ``--step-s`` seconds of
 schedule, what could not be sent within ``--drain-s`` more is counted as missed (with the
 file pulls), its wait so far standing as its latency. Prints p50/p99 per load (and per
-kind of request), the CPU the bridge and its PostgreSQL backends spent per request, and the highest
-offered load whose file p99 met the target.
+kind of request), the CPU each server process (and the bridge's PostgreSQL backends)
+spent per request, and the highest offered load whose file p99 met the target.
+
+**Order.** Both servers run throughout; the baseline runs first, then the bridge: the
+closed loop once each, and at each load of the sweep a step each, with the same arrival
+moments (one seed per clerk, drawn once per load) and every clerk starting its round
+afresh. Alternating step by step keeps each pair within seconds of each other, so the
+slow drift of a shared machine touches both alike; the baseline goes first because it
+leaves nothing behind, while the bridge's receipts and audit lines leave WAL, vacuum and
+checkpoint work that would land in a baseline step after it. The idle server's own CPU
+(the bridge's background work) counts among the others.
 
 Options (defaults in brackets):
 
@@ -29,21 +47,25 @@ Options (defaults in brackets):
   --schools S           schools they are spread over [200]
   --file-kb K           size of each record file [20]
   --loads L1,L2,...     total offered loads of the sweep, req/s [250,500,750,1000,2000]
-  --step-s S            seconds of schedule per load [8]
+  --step-s S            seconds of schedule per load and system [8]
   --drain-s S           grace after a step's schedule before the rest counts missed [2]
   --target-p99-ms MS    the file-pull p99 the sweep is judged against [50]
   --seed N              seed of the arrival schedule [7]
   --bridge-setting K=V  a bridge setting (BRIDGE_K=V), e.g. event_loop=uvloop or
-                        db_pool_size=8; repeatable [the bridge's defaults]
+                        db_pool_size=8; repeatable [the bridge's defaults]; the baseline
+                        follows event_loop=uvloop too
+  --no-baseline         measure the bridge alone
   --no-saturation       skip the closed-loop run
   --no-sweep            skip the open-loop sweep
 
-Prints tables and one line ``BENCH_JSON {...}``. The defaults run in about a minute.
-The load generator shares the machine: its own CPU is printed too, and the ``gen lag``
-column (how late a request left although its clerk was idle) shows when the generator,
-not the bridge, is what falls behind. ``others cpu/s`` is the CPU the rest of the machine
-(the kernel, other programs, other databases) used meanwhile: well above zero, the
-figures of that step were taken on a busy machine.
+Prints tables (a row per system) and one line ``BENCH_JSON {...}``: the bridge's figures
+under the keys they always had, the baseline's under ``baseline``, and bridge / baseline
+ratios under ``bridge_over_baseline``. The defaults run in about two minutes. The load
+generator shares the machine: its own CPU is printed too, and the ``gen lag`` column (how
+late a request left although its clerk was idle) shows when the generator, not the
+server, is what falls behind. ``others cpu/s`` is the CPU the rest of the machine (the
+kernel, other programs, other databases, the idle server) used meanwhile: well above
+zero, the figures of that step were taken on a busy machine.
 
 ``python -m bench.pull --loads 250,500,1000 --step-s 10``
 """
@@ -52,14 +74,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import gc
 import hashlib
 import json
 import os
 import random
+import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,26 +104,35 @@ from bench.common import (
     percentile,
     print_json_line,
     print_table,
+    python_env,
     wait_http_ok,
 )
+from bench.pull_baseline import Listed, write_index
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.bootstrap import open_pool
 from bridge.domain.access import Role
 from bridge.settings import Settings
+from schemas.api import HandoffItem, RecordFileOut
 
 ENTRY_YEAR = 2026
 PAGE = 100
+SYSTEMS = ("baseline", "bridge")  # the order they run in, at each load (see the docstring)
 
 
 def _school(i: int) -> str:
     return f"2111{i:06d}"
 
 
-async def seed(database_url: str, children: int, schools: int, file_kb: int) -> dict[str, str]:
-    """Children, numbers and files straight into the ledger; returns school → token."""
+async def seed(
+    database_url: str, children: int, schools: int, file_kb: int
+) -> tuple[dict[str, str], list[Listed]]:
+    """Children, numbers and files straight into the ledger; returns school → token, and
+    the same children and files as the baseline serves them."""
     pool = await open_pool(Settings(database_url=database_url))
     try:
         files, rows, numbers = [], [], []
+        listed: list[Listed] = []
+        seeded_at = dt.datetime.now(dt.UTC)
         for i in range(children):
             number = f"L{i:018d}"
             # Distinct content per child: files are stored by content address.
@@ -122,6 +156,15 @@ async def seed(database_url: str, children: int, schools: int, file_kb: int) -> 
                  json.dumps(handoff))
             )  # fmt: skip
             numbers.append(number)
+            # The bridge's own wire model, as its school sees the child before a pull.
+            item = HandoffItem(
+                student_number=number, entry_year=ENTRY_YEAR, school_code=school,
+                name=key["name"], gender="MF"[i % 2], birth_date=dt.date(2020, 3, 1),
+                record_file=RecordFileOut(sha256=sha, size=len(body),
+                                          media_type="application/json"),
+                state="not_pulled", phase="file_delivered", changed_at=seeded_at,
+            )  # fmt: skip
+            listed.append(Listed(school, item.model_dump(mode="json"), "application/json", body))
         async with pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
                 "record_files", records=files, columns=["sha256", "size", "media_type", "content"]
@@ -140,7 +183,7 @@ async def seed(database_url: str, children: int, schools: int, file_kb: int) -> 
         for s in range(schools):
             issued = await store.issue(Role.SCHOOL, school_code=_school(s), label="bench")
             tokens[_school(s)] = issued.token
-        return tokens
+        return tokens, listed
     finally:
         await pool.close()
 
@@ -177,6 +220,15 @@ class School:
         self._listing = True
         self._listed: list[str] = []
         self._queue: deque[str] = deque()
+
+    @property
+    def listed_files(self) -> Mapping[str, str]:
+        """Student number → sha256 of every child listed so far."""
+        return self._files
+
+    def restart(self) -> None:
+        """Back to the start of a round: the next request asks for the list's first page."""
+        self._cursor, self._listing, self._listed, self._queue = None, True, [], deque()
 
     def next_request(self) -> tuple[str, Callable[[Tally], Awaitable[None]]]:
         """The kind and sender of the clerk's next request."""
@@ -247,9 +299,10 @@ async def closed_loop(schools: list[School], tally: Tally) -> None:
 
 async def open_loop(
     schools: list[School], rate_per_school: float, step_s: float, drain_s: float,
-    rng: random.Random, tally: Tally,
+    seeds: Sequence[int], tally: Tally,
 ) -> None:  # fmt: skip
-    """Each school sends at Poisson moments; latency counts from the scheduled moment."""
+    """Each school sends at Poisson moments (school i's drawn from seeds[i]); latency
+    counts from the scheduled moment."""
     t0 = time.perf_counter() + 0.2  # let every clerk get ready first
     end, stop = t0 + step_s, t0 + step_s + drain_s
 
@@ -270,10 +323,24 @@ async def open_loop(
             tally.missed += 1
             due += arrivals.expovariate(rate_per_school)
 
-    await asyncio.gather(*(clerk(s, rng.randrange(2**32)) for s in schools))
+    await asyncio.gather(*(clerk(s, seed) for s, seed in zip(schools, seeds, strict=True)))
 
 
-# --- the run --------------------------------------------------------------------------
+# --- the systems and what they cost ------------------------------------------------------
+@dataclass
+class System:
+    """A server under test and the schools (clients of their own) pulling from it."""
+
+    name: str
+    child: Child
+    schools: list[School]
+
+    def restart(self) -> None:
+        """Every school back to the start of its round."""
+        for school in self.schools:
+            school.restart()
+
+
 def _ms(values: list[float], p: float) -> float:
     return round(percentile(values, p) * 1000, 1)
 
@@ -285,182 +352,307 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _cpu_ms(used: dict[str, float], name: str, requests: int) -> float:
+def _cpu_ms(used: Mapping[str, float], name: str, requests: int) -> float:
     return round(used.get(name, 0.0) * 1000 / max(1, requests), 3)
 
 
-def metered(bridge: Child, database_url: str) -> CpuMeter:
-    """A CpuMeter of the bridge, this load generator and the bridge's PostgreSQL backends.
+def metered(systems: Sequence[System], database_url: str) -> CpuMeter:
+    """A CpuMeter of each server process, this load generator and PostgreSQL.
 
     The backends serving the bridge's database come out as ``postgres:bridge``, apart from
     the rest of the server (``postgres``), which another benchmark may be using.
     """
-    return CpuMeter(
-        {"bridge": bridge.pid, "loadgen": os.getpid()}, databases={"bridge": database_url}
-    )
+    pids = {s.name: s.child.pid for s in systems} | {"loadgen": os.getpid()}
+    return CpuMeter(pids, databases={"bridge": database_url})
 
 
-def summed(used: dict[str, float]) -> dict[str, float]:
-    """CpuMeter's figures, the bridge's backends as ``bridge_pg``."""
-    out = dict(used)
-    out["bridge_pg"] = out.pop("postgres:bridge", 0.0)
-    return out
+async def measured(
+    meter: CpuMeter, run: Coroutine[Any, Any, None]
+) -> tuple[float, dict[str, float], float]:
+    """Run *run*; its seconds, CPU seconds by component and machine cores busy meanwhile."""
+    meter.start()
+    busy0, start = machine_busy_s(), time.perf_counter()
+    await run
+    elapsed = time.perf_counter() - start
+    used = meter.stop()
+    return elapsed, used, (machine_busy_s() - busy0) / elapsed
 
 
+def cpu_figures(
+    system: str, used: Mapping[str, float], requests: int, elapsed: float, cores_busy: float
+) -> dict[str, Any]:
+    """CPU of *system*'s window: its server process, the PostgreSQL backends serving it
+    (the baseline has none: None), the load generator, and everything else."""
+    own_pg = used.get("postgres:bridge", 0.0) if system == "bridge" else 0.0
+    other_pg = used.get("postgres", 0.0) + (0.0 if system == "bridge" else
+                                            used.get("postgres:bridge", 0.0))  # fmt: skip
+    ours = (used.get(system, 0.0) + own_pg + used.get("loadgen", 0.0)) / elapsed
+    return {
+        "server_cpu_s": round(used.get(system, 0.0), 2),
+        "server_cpu_ms_per_request": _cpu_ms(used, system, requests),
+        "postgres_cpu_ms_per_request": round(own_pg * 1000 / max(1, requests), 3)
+        if system == "bridge" else None,
+        "other_postgres_cpu_ms_per_request": round(other_pg * 1000 / max(1, requests), 3),
+        "loadgen_cpu_ms_per_request": _cpu_ms(used, "loadgen", requests),
+        "loadgen_cpu_s_per_s": round(used.get("loadgen", 0.0) / elapsed, 2),
+        "machine_cores_busy": round(cores_busy, 2),
+        "other_cores_busy": round(max(0.0, cores_busy - ours), 2),
+    }  # fmt: skip
+
+
+def _bridge_names(figures: dict[str, Any]) -> dict[str, Any]:
+    """The bridge's figures under the names they had before the baseline came, too."""
+    figures["bridge_cpu_ms_per_request"] = figures["server_cpu_ms_per_request"]
+    return figures
+
+
+def _ratio(bridge: float | None, baseline: float | None) -> float | None:
+    return round(bridge / baseline, 2) if bridge and baseline else None
+
+
+def _dash(value: Any) -> Any:
+    return "-" if value is None else value
+
+
+# --- the run --------------------------------------------------------------------------
 async def main(opts: argparse.Namespace) -> int:
     port = free_port()
     prefix = f"xueji.bench-pull-{TAG}"
+    names = [s for s in SYSTEMS if opts.baseline or s == "bridge"]
     figures: dict[str, Any] = {
         "bench": "pull", "children": opts.children, "schools": opts.schools,
         "file_kb": opts.file_kb, "bridge_settings": opts.bridge_settings,
-        "target_p99_ms": opts.target_p99_ms,
+        "target_p99_ms": opts.target_p99_ms, "systems": names,
     }  # fmt: skip
     errors = 0
-    async with databases() as dbs:
-        database_url = await create_database("xueji_bench_pull")
-        dbs.append(database_url)
-        t0 = time.perf_counter()
-        tokens = await seed(database_url, opts.children, opts.schools, opts.file_kb)
-        print(f"seeded {opts.children} children in {opts.schools} schools"
-              f" in {time.perf_counter() - t0:.1f} s")  # fmt: skip
-        settings = {
-            "database_url": database_url, "amqp_url": AMQP_URL, "http_port": port,
-            "queue_prefix": prefix, "events_exchange": f"{prefix}.events",
-            "instance_id": f"bench-pull-{uuid.uuid4().hex[:6]}",
-            "registry_url": "http://127.0.0.1:9/registry",
-            "preschool_url": "http://127.0.0.1:9/preschool", "log_level": "WARNING",
-            **opts.bridge_settings,
-        }  # fmt: skip
-        bridge = Child("bridge-pull", ["-m", "bridge", "run"], bridge_env(settings))
-        url = f"http://127.0.0.1:{port}"
-        schools = [School(url, code, token) for code, token in tokens.items()]
-        try:
-            await wait_http_ok(f"{url}/readyz", bridge)
-            await asyncio.gather(*(s.warm_up() for s in schools))
-            if opts.saturation:
-                meter = metered(bridge, database_url)
-                errors += await _saturation(schools, meter, figures)
-                figures["bridge_peak_rss_mib"] = round(bridge.peak_rss_bytes() / 2**20)
-            if opts.sweep:
-                meter = metered(bridge, database_url)
-                errors += await _sweep(schools, meter, opts, figures)
-        finally:
-            for school in schools:
-                await school.close()
-            await bridge.stop()
-            await delete_broker_objects(
-                [f"{prefix}.events", f"{prefix}.parked"], [f"{prefix}.events", f"{prefix}.parked"]
-            )
+    with tempfile.TemporaryDirectory(prefix="bench-pull-") as tmp:
+        async with databases() as dbs:
+            database_url = await create_database("xueji_bench_pull")
+            dbs.append(database_url)
+            t0 = time.perf_counter()
+            tokens, listed = await seed(database_url, opts.children, opts.schools, opts.file_kb)
+            index = Path(tmp) / "index.pickle"
+            if opts.baseline:
+                write_index(index, listed)
+            listed.clear()  # the load generator needs none of it
+            print(f"seeded {opts.children} children in {opts.schools} schools"
+                  f" in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+            settings = {
+                "database_url": database_url, "amqp_url": AMQP_URL, "http_port": port,
+                "queue_prefix": prefix, "events_exchange": f"{prefix}.events",
+                "instance_id": f"bench-pull-{uuid.uuid4().hex[:6]}",
+                "registry_url": "http://127.0.0.1:9/registry",
+                "preschool_url": "http://127.0.0.1:9/preschool", "log_level": "WARNING",
+                **opts.bridge_settings,
+            }  # fmt: skip
+            systems: list[System] = []
+            try:
+                for name in names:
+                    if name == "bridge":
+                        child = Child("bridge-pull", ["-m", "bridge", "run"], bridge_env(settings))
+                        url = f"http://127.0.0.1:{port}"
+                    else:
+                        child, url = start_baseline(index, opts.bridge_settings)
+                    schools = [School(url, code, token) for code, token in tokens.items()]
+                    systems.append(System(name, child, schools))
+                    await wait_http_ok(f"{url}/readyz", child)
+                    await asyncio.gather(*(s.warm_up() for s in schools))
+                # What is built by now lives to the end (the bridge freezes its start-up too):
+                # a full collection of it would stall the load generator in some system's run.
+                gc.collect()
+                gc.freeze()
+                meter = metered(systems, database_url)
+                if opts.saturation:
+                    errors += await _saturation(systems, meter, figures)
+                    for system in systems:
+                        rss = round(system.child.peak_rss_bytes() / 2**20)
+                        if system.name == "bridge":
+                            figures["bridge_peak_rss_mib"] = rss
+                        else:
+                            figures[system.name]["peak_rss_mib"] = rss
+                if opts.sweep:
+                    errors += await _sweep(systems, meter, opts, figures)
+                errors += compare_listings(systems, complete=opts.saturation)
+            finally:
+                for system in systems:
+                    for school in system.schools:
+                        await school.close()
+                    await system.child.stop()
+                await delete_broker_objects(
+                    [f"{prefix}.events", f"{prefix}.parked"],
+                    [f"{prefix}.events", f"{prefix}.parked"],
+                )
+    if opts.baseline and "baseline" in figures:
+        base = figures["baseline"]
+        figures["bridge_over_baseline"] = {
+            "saturation_requests_per_s": _ratio(
+                figures.get("requests_per_s"), base.get("requests_per_s")
+            ),
+            "saturation_server_cpu_ms_per_request": _ratio(
+                figures.get("bridge_cpu_ms_per_request"), base.get("server_cpu_ms_per_request")
+            ),
+            "max_load_meeting_target": _ratio(
+                figures.get("max_load_meeting_target_per_s"),
+                base.get("max_load_meeting_target_per_s"),
+            ),
+        }
     figures["errors"] = errors
     print_json_line(figures)
     return 1 if errors else 0
 
 
-async def _saturation(schools: list[School], meter: CpuMeter, figures: dict[str, Any]) -> int:
-    tally = Tally()
-    meter.start()
-    busy0, start = machine_busy_s(), time.perf_counter()
-    await closed_loop(schools, tally)
-    elapsed = time.perf_counter() - start
-    used = summed(meter.stop())
-    cores_busy = (machine_busy_s() - busy0) / elapsed
-    ours = sum(used.get(k, 0.0) for k in ("bridge", "bridge_pg", "loadgen")) / elapsed
-    total = tally.answered
-    rows: list[tuple[Any, ...]] = [
-        (kind, len(v), len(v) / elapsed, _ms(v, 50), _ms(v, 99))
-        for kind, v in tally.seconds.items()
-    ]
-    rows.append(("all", total, total / elapsed, float("nan"), float("nan")))
+def start_baseline(index: Path, bridge_settings: Mapping[str, str]) -> tuple[Child, str]:
+    """``python -m bench.pull_baseline`` on a free port, on the bridge's kind of event loop."""
+    port = free_port()
+    argv = ["-m", "bench.pull_baseline", "--port", str(port), "--files", str(index)]
+    if bridge_settings.get("event_loop") == "uvloop":
+        argv.append("--uvloop")
+    return Child("baseline-pull", argv, python_env()), f"http://127.0.0.1:{port}"
+
+
+def compare_listings(systems: Sequence[System], *, complete: bool) -> int:
+    """Both systems must have listed the same files: 1 if not (and say so), else 0.
+
+    With *complete* (a closed loop ran: every school listed everything) the sets of
+    children must agree too; otherwise only the children both listed are compared.
+    """
+    if len(systems) < 2:
+        return 0
+    differ = 0
+    for a, b in zip(systems[0].schools, systems[1].schools, strict=True):
+        fa, fb = a.listed_files, b.listed_files
+        if complete and fa.keys() != fb.keys():
+            differ += len(fa.keys() ^ fb.keys())
+        differ += sum(fa[n] != fb[n] for n in fa.keys() & fb.keys())
+    if differ:
+        print(f"\n{differ} children listed differently by {systems[0].name} and {systems[1].name}")
+    return 1 if differ else 0
+
+
+async def _saturation(systems: list[System], meter: CpuMeter, figures: dict[str, Any]) -> int:
+    rows: list[tuple[Any, ...]] = []
+    errors = 0
+    for system in systems:
+        system.restart()
+        tally = Tally()
+        elapsed, used, cores_busy = await measured(meter, closed_loop(system.schools, tally))
+        total = tally.answered
+        cpu = cpu_figures(system.name, used, total, elapsed, cores_busy)
+        mine: dict[str, Any] = {
+            "elapsed_s": round(elapsed, 2), "requests_per_s": round(total / elapsed, 1),
+            "list_p50_ms": _ms(tally.seconds["list"], 50),
+            "list_p99_ms": _ms(tally.seconds["list"], 99),
+            "file_p50_ms": _ms(tally.seconds["file"], 50),
+            "file_p99_ms": _ms(tally.seconds["file"], 99),
+            "mib_per_s": round(tally.bytes_in / elapsed / 2**20, 1), **cpu,
+        }  # fmt: skip
+        if system.name == "bridge":
+            mine["bridge_cpu_s"] = mine["server_cpu_s"]
+            figures.update(_bridge_names(mine))
+        else:
+            figures[system.name] = mine
+        rows.append((
+            system.name, round(elapsed, 2), total, mine["requests_per_s"],
+            mine["list_p50_ms"], mine["list_p99_ms"], mine["file_p50_ms"], mine["file_p99_ms"],
+            mine["mib_per_s"], mine["server_cpu_ms_per_request"],
+            _dash(mine["postgres_cpu_ms_per_request"]), mine["loadgen_cpu_ms_per_request"],
+            mine["other_cores_busy"],
+        ))  # fmt: skip
+        errors += len(tally.errors)
+        if tally.errors:
+            print(f"\n{system.name}: {len(tally.errors)} errors, e.g. {tally.errors[:5]}")
     print_table(
-        f"Saturation: {len(schools)} schools back to back, closed loop ({elapsed:.1f} s,"
-        f" {tally.bytes_in / elapsed / 2**20:.1f} MiB/s). CPU per request: bridge"
-        f" {_cpu_ms(used, 'bridge', total)} ms, its PostgreSQL backends"
-        f" {_cpu_ms(used, 'bridge_pg', total)} ms (all other postgres processes"
-        f" {_cpu_ms(used, 'postgres', total)} ms), load generator"
-        f" {_cpu_ms(used, 'loadgen', total)} ms; {cores_busy:.2f} of {os.cpu_count()} cores"
-        f" busy, {max(0.0, cores_busy - ours):.2f} of them by everything else",
-        ["request", "count", "req/s", "p50 ms", "p99 ms"], rows,
+        f"Saturation: {len(systems[0].schools)} schools back to back, closed loop, "
+        f"{' then '.join(s.name for s in systems)}; CPU per request of the server process,"
+        f" its PostgreSQL backends and the load generator ({os.cpu_count()} cores)",
+        ["system", "seconds", "requests", "req/s", "list p50", "list p99", "file p50",
+         "file p99", "MiB/s", "server ms/req", "pg ms/req", "loadgen ms/req", "others cores"],
+        rows,
     )  # fmt: skip
     print("  (closed loop: latency here is schools in flight / throughput, not service time)")
-    if tally.errors:
-        print(f"\n{len(tally.errors)} errors, e.g. {tally.errors[:5]}")
-    figures.update({
-        "elapsed_s": round(elapsed, 2), "requests_per_s": round(total / elapsed, 1),
-        "list_p50_ms": _ms(tally.seconds["list"], 50),
-        "list_p99_ms": _ms(tally.seconds["list"], 99),
-        "file_p50_ms": _ms(tally.seconds["file"], 50),
-        "file_p99_ms": _ms(tally.seconds["file"], 99),
-        "mib_per_s": round(tally.bytes_in / elapsed / 2**20, 1),
-        "bridge_cpu_s": round(used.get("bridge", 0.0), 2),
-        "bridge_cpu_ms_per_request": _cpu_ms(used, "bridge", total),
-        "postgres_cpu_ms_per_request": _cpu_ms(used, "bridge_pg", total),
-        "other_postgres_cpu_ms_per_request": _cpu_ms(used, "postgres", total),
-        "loadgen_cpu_ms_per_request": _cpu_ms(used, "loadgen", total),
-        "machine_cores_busy": round(cores_busy, 2),
-        "other_cores_busy": round(max(0.0, cores_busy - ours), 2),
-    })  # fmt: skip
-    return len(tally.errors)
+    if "baseline" in figures and "requests_per_s" in figures:
+        base = figures["baseline"]
+        speed = _ratio(figures["requests_per_s"], base["requests_per_s"])
+        cost = _ratio(figures["bridge_cpu_ms_per_request"], base["server_cpu_ms_per_request"])
+        print(f"  bridge / baseline: {speed} x the req/s, {cost} x the server CPU per request")
+    return errors
 
 
 _SWEEP_COLUMNS = (
     "offered_per_s", "achieved_per_s", "file_p50_ms", "file_p99_ms", "list_p99_ms",
-    "gen_lag_p99_ms", "missed", "bridge_cpu_ms_per_request", "postgres_cpu_ms_per_request",
+    "gen_lag_p99_ms", "missed", "server_cpu_ms_per_request", "postgres_cpu_ms_per_request",
     "loadgen_cpu_s_per_s", "other_cores_busy",
 )  # fmt: skip
 
 
+async def _step(
+    system: System, meter: CpuMeter, load: float, seeds: Sequence[int],
+    opts: argparse.Namespace,
+) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """One system at one offered load: its figures and its errors."""
+    system.restart()
+    tally = Tally()
+    rate = load / len(system.schools)
+    elapsed, used, cores_busy = await measured(
+        meter, open_loop(system.schools, rate, opts.step_s, opts.drain_s, seeds, tally)
+    )
+    files, lists = tally.seconds["file"], tally.seconds["list"]
+    answered = tally.answered
+    step: dict[str, Any] = {
+        "offered_per_s": load, "achieved_per_s": round(answered / opts.step_s, 1),
+        "file_p50_ms": _ms(files, 50), "file_p99_ms": _ms(files, 99),
+        "list_p50_ms": _ms(lists, 50), "list_p99_ms": _ms(lists, 99),
+        "all_p99_ms": _ms(files + lists, 99), "gen_lag_p99_ms": _ms(tally.gen_lag, 99),
+        "requests": answered, "missed": tally.missed, "errors": len(tally.errors),
+        **cpu_figures(system.name, used, answered, elapsed, cores_busy),
+    }  # fmt: skip
+    step["meets_target"] = (
+        step["file_p99_ms"] <= opts.target_p99_ms and not tally.missed and not tally.errors
+    )
+    return (_bridge_names(step) if system.name == "bridge" else step), tally.errors
+
+
 async def _sweep(
-    schools: list[School], meter: CpuMeter, opts: argparse.Namespace, figures: dict[str, Any]
+    systems: list[System], meter: CpuMeter, opts: argparse.Namespace, figures: dict[str, Any]
 ) -> int:
     rng = random.Random(opts.seed)
-    steps: list[dict[str, Any]] = []
+    steps: dict[str, list[dict[str, Any]]] = {s.name: [] for s in systems}
     rows: list[tuple[Any, ...]] = []
     errors = 0
     for load in opts.loads:
-        tally = Tally()
-        meter.start()
-        busy0, start = machine_busy_s(), time.perf_counter()
-        await open_loop(schools, load / len(schools), opts.step_s, opts.drain_s, rng, tally)
-        elapsed = time.perf_counter() - start
-        used = summed(meter.stop())
-        cores_busy = (machine_busy_s() - busy0) / elapsed
-        ours = sum(used.get(k, 0.0) for k in ("bridge", "bridge_pg", "loadgen")) / elapsed
-        files, lists = tally.seconds["file"], tally.seconds["list"]
-        answered = tally.answered
-        step = {
-            "offered_per_s": load, "achieved_per_s": round(answered / opts.step_s, 1),
-            "file_p50_ms": _ms(files, 50), "file_p99_ms": _ms(files, 99),
-            "list_p50_ms": _ms(lists, 50), "list_p99_ms": _ms(lists, 99),
-            "all_p99_ms": _ms(files + lists, 99), "gen_lag_p99_ms": _ms(tally.gen_lag, 99),
-            "requests": answered, "missed": tally.missed, "errors": len(tally.errors),
-            "bridge_cpu_ms_per_request": _cpu_ms(used, "bridge", answered),
-            "postgres_cpu_ms_per_request": _cpu_ms(used, "bridge_pg", answered),
-            "other_postgres_cpu_ms_per_request": _cpu_ms(used, "postgres", answered),
-            "loadgen_cpu_s_per_s": round(used.get("loadgen", 0.0) / elapsed, 2),
-            "machine_cores_busy": round(cores_busy, 2),
-            "other_cores_busy": round(max(0.0, cores_busy - ours), 2),
-        }  # fmt: skip
-        step["meets_target"] = (
-            step["file_p99_ms"] <= opts.target_p99_ms and not tally.missed and not tally.errors
-        )
-        steps.append(step)
-        rows.append((*(step[k] for k in _SWEEP_COLUMNS), "yes" if step["meets_target"] else "no"))
-        errors += len(tally.errors)
-        if tally.errors:
-            print(f"offered {load}/s: {len(tally.errors)} errors, e.g. {tally.errors[:5]}")
-    passing = [s["offered_per_s"] for s in steps if s["meets_target"]]
-    best = max(passing) if passing else None
+        seeds = [rng.randrange(2**32) for _ in systems[0].schools]  # the same for each system
+        for system in systems:
+            step, failed = await _step(system, meter, load, seeds, opts)
+            steps[system.name].append(step)
+            rows.append((
+                system.name, *(_dash(step[k]) for k in _SWEEP_COLUMNS),
+                "yes" if step["meets_target"] else "no",
+            ))  # fmt: skip
+            errors += len(failed)
+            if failed:
+                print(f"{system.name} at {load}/s: {len(failed)} errors, e.g. {failed[:5]}")
     print_table(
-        f"Open loop: {len(schools)} clerks, Poisson arrivals, {opts.step_s:g} s per load;"
-        f" latency from the scheduled moment. Target: file p99 <= {opts.target_p99_ms:g} ms",
-        ["offered/s", "achieved/s", "file p50", "file p99", "list p99", "gen lag p99",
-         "missed", "bridge ms/req", "pg ms/req", "loadgen cpu/s", "others cpu/s", "meets"],
+        f"Open loop: {len(systems[0].schools)} clerks, Poisson arrivals, {opts.step_s:g} s per"
+        f" load and system, {' then '.join(s.name for s in systems)} at each load; latency"
+        f" from the scheduled moment. Target: file p99 <= {opts.target_p99_ms:g} ms",
+        ["system", "offered/s", "achieved/s", "file p50", "file p99", "list p99",
+         "gen lag p99", "missed", "server ms/req", "pg ms/req", "loadgen cpu/s",
+         "others cpu/s", "meets"],
         rows,
     )  # fmt: skip
-    print(f"\nhighest offered load meeting file p99 <= {opts.target_p99_ms:g} ms:"
-          f" {f'{best} req/s' if best else 'none of the sweep'}")  # fmt: skip
-    figures["open_loop"] = steps
-    figures["max_load_meeting_target_per_s"] = best
+    print(f"\nhighest offered load meeting file p99 <= {opts.target_p99_ms:g} ms:")
+    for system in systems:
+        passing = [s["offered_per_s"] for s in steps[system.name] if s["meets_target"]]
+        best = max(passing) if passing else None
+        top = " (the sweep's highest: it may go further)" if best == max(opts.loads) else ""
+        print(f"  {system.name}: {f'{best:g} req/s{top}' if best else 'none of the sweep'}")
+        if system.name == "bridge":
+            figures["open_loop"] = steps[system.name]
+            figures["max_load_meeting_target_per_s"] = best
+        else:
+            figures.setdefault(system.name, {}).update(
+                {"open_loop": steps[system.name], "max_load_meeting_target_per_s": best}
+            )
     return errors
 
 
@@ -483,6 +675,7 @@ def cli() -> int:
         "--bridge-setting", dest="bridge_settings", metavar="KEY=VALUE", action="append",
         type=_setting, default=[],
     )  # fmt: skip
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false")
     parser.add_argument("--no-saturation", dest="saturation", action="store_false")
     parser.add_argument("--no-sweep", dest="sweep", action="store_false")
     opts = parser.parse_args()
