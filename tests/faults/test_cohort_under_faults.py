@@ -45,7 +45,7 @@ from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
-N = int(os.environ.get("XUEJI_FAULTS_N", "240"))
+N = int(os.environ.get("XUEJI_FAULTS_N", "2000"))
 MALFORMED = max(len(MALFORMED_KINDS), round(10_000 * N / 100_000))
 # Beyond the bridge's read time-out (bridge_settings: 2 s), so a slow answer is a failure.
 SLOW_S = 2.5
