@@ -249,12 +249,17 @@ class Handoff:
         """B4 answered 200: the registration now stands under *new*.
 
         The identity document changed with the number, so the stored terms are the
-        new intake's; the key information and the delivered file carry over.
+        new intake's; the key information and the delivered file carry over. If B1 under
+        the old number was never answered, the 200 proves the registration exists but not
+        what it holds (nor the school): its terms stay unknown, so B1 is submitted again
+        under the new number and answers with both.
         """
         reg = self._registration(old)
         if reg is None:
             return self
-        moved = dataclasses.replace(reg, student_number=new, terms=terms)
+        moved = dataclasses.replace(
+            reg, student_number=new, terms=terms if reg.confirmed else "", confirmed=True
+        )
         return self._replace(old, None)._replace(new, moved)
 
     def registration_missing(self, number: str) -> Handoff:

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import uuid
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bridge.domain.actions import SubmitIntake
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
-from bridge.domain.events import ChildEvent
+from bridge.domain.events import (
+    Child,
+    ChildEvent,
+    EventType,
+    Graduated,
+    NumberAssigned,
+    RecordFileClaim,
+)
 from bridge.domain.handoff import Handoff, Phase
 from bridge.domain.intake import IntakeRequest
 from tests.unit.fake_registry import Entry, FakeRegistry
-from tests.unit.lifecycles import lifecycles
+from tests.unit.lifecycles import G_NUMBER, ID_NUMBER, L_NUMBER, TIME, lifecycles
 
 MAX_STEPS = 50
 
@@ -85,6 +95,9 @@ def test_any_order_with_duplicates_and_interruptions_converges_to_in_order(
     handoff = drive(record, handoff, registry, MAX_STEPS)
     assert handoff.next_action(record) is None
     assert registry.students == expected.students
+    # Nothing left to do means the phase says so: a row left "under way" with no next
+    # action would never be driven again (a stranded ledger row).
+    assert handoff.phase(record) is settled_phase(record)
     # One person, one number: never two registrations for the child at once.
     assert len(registry.students) <= 1
 
@@ -107,12 +120,45 @@ def test_settled_phase_matches_the_record(events: list[ChildEvent]) -> None:
     registry, record = in_order(events)
     handoff = Handoff()
     handoff = drive(record, handoff, registry, MAX_STEPS)
-    phase = handoff.phase(record)
+    assert handoff.phase(record) is settled_phase(record)
+
+
+def settled_phase(record: ChildRecord) -> Phase:
+    """The phase a hand-over with nothing left to do must show for *record*."""
     if record.status is RecordStatus.GRADUATED:
-        assert phase is Phase.FILE_DELIVERED
-    elif record.status is RecordStatus.CANCELLED:
-        assert phase is Phase.CANCELLED
-    elif record.status is RecordStatus.DEFERRED:
-        assert phase is Phase.DEFERRED
-    else:
-        assert phase is Phase.WAITING
+        return Phase.FILE_DELIVERED
+    if record.status is RecordStatus.CANCELLED:
+        return Phase.CANCELLED
+    if record.status is RecordStatus.DEFERRED:
+        return Phase.DEFERRED
+    return Phase.WAITING
+
+
+def test_number_change_after_an_unanswered_intake_finishes_the_hand_over() -> None:
+    # The fault suite's stranded child: B1 took effect but its answer was lost, then the
+    # number changed before the retry. B4 moves the registration; the hand-over must not
+    # stop "under way" with nothing left to do, and must learn the school from B1.
+    child = Child("王小明", "M", dt.date(2019, 3, 7), "none", None, "CN")
+    graduated = ChildEvent(
+        str(uuid.UUID(int=1)), 1, EventType.GRADUATED, L_NUMBER, TIME,
+        Graduated(L_NUMBER, child, "1111010501", "110105", dt.date(2026, 7, 3), 2026,
+                  "2111010502", RecordFileClaim("http://f/1", "1" * 64, 1001, "application/json")),
+    )  # fmt: skip
+    renumbered = ChildEvent(
+        str(uuid.UUID(int=2)), 2, EventType.NUMBER_ASSIGNED, G_NUMBER, TIME,
+        NumberAssigned(L_NUMBER, G_NUMBER, "resident_id", ID_NUMBER),
+    )  # fmt: skip
+    registry, handoff = FakeRegistry(), Handoff()
+    record = fold([graduated])
+    handoff = drive(record, handoff, registry, 1)  # the record file
+    intake = handoff.next_action(record)
+    assert isinstance(intake, SubmitIntake)
+    handoff = handoff.attempting(intake)
+    registry.perform(intake, record, handoff)  # registered at the registry; answer lost
+
+    record = fold([graduated, renumbered])
+    handoff = drive(record, handoff, registry, MAX_STEPS)
+    assert handoff.next_action(record) is None
+    assert handoff.phase(record) is Phase.FILE_DELIVERED
+    assert list(registry.students) == [G_NUMBER]
+    assert handoff.registrations[0].school_code == "2111010502"
