@@ -55,6 +55,11 @@ class Phase(enum.StrEnum):
     SET_ASIDE = "set_aside"
 
 
+# Terms of a registration whose data the registry has not answered with: never equal to
+# an intake's, so the next step submits B1 (idempotent) and learns them.
+UNKNOWN_TERMS = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Registration:
     """One registration the primary registry holds for this child."""
@@ -178,7 +183,7 @@ class Handoff:
             intake = action.intake
             if self._registration(intake.student_number) is None:
                 maybe = Registration(
-                    intake.student_number, intake.entry_year, terms="",
+                    intake.student_number, intake.entry_year, terms=UNKNOWN_TERMS,
                     key_info=intake.key_info, confirmed=False,
                 )  # fmt: skip
                 return self._replace(intake.student_number, maybe)
@@ -186,7 +191,7 @@ class Handoff:
             old = self._registration(action.old_number)
             if old is not None and self._registration(action.new_number) is None:
                 maybe = dataclasses.replace(
-                    old, student_number=action.new_number, terms="", confirmed=False
+                    old, student_number=action.new_number, terms=UNKNOWN_TERMS, confirmed=False
                 )
                 return self._replace(action.new_number, maybe)
         return self
@@ -258,7 +263,7 @@ class Handoff:
         if reg is None:
             return self
         moved = dataclasses.replace(
-            reg, student_number=new, terms=terms if reg.confirmed else "", confirmed=True
+            reg, student_number=new, terms=terms if reg.confirmed else UNKNOWN_TERMS, confirmed=True
         )
         return self._replace(old, None)._replace(new, moved)
 
