@@ -206,21 +206,34 @@ class SchoolPulls:
 
     async def school_children(self, principal: Principal, query: ListQuery) -> list[ChildView]:
         """One page (limit + 1 rows, to tell whether more follow) of a school's children."""
-        scope, args = _scope(principal, 5)
-        where = (
-            "c.school_code = $1 AND ($2::int IS NULL OR c.entry_year = $2)"
-            " AND ($3::timestamptz IS NULL OR c.school_visible_at >= $3)"
-            f" AND c.child_id > $4 AND {scope}"
-        )
-        n = 5 + len(args)
+        # Only the filters given are in the statement: with `($n IS NULL OR ...)` terms the
+        # planner found every custom plan cheaper than the generic one and planned each
+        # page afresh, which cost more than running it. One text per combination of
+        # filters lets each prepared statement settle on its generic plan.
+        args: list[Any] = [query.school_code, query.after_child_id]
+        where = ["c.school_code = $1", "c.child_id > $2"]
+
+        def term(sql: str, value: object) -> None:
+            args.append(value)
+            where.append(sql.format(f"${len(args)}"))
+
+        if query.entry_year is not None:
+            term("c.entry_year = {}", query.entry_year)
+        if query.since is not None:
+            term("c.school_visible_at >= {}", query.since)
+        scope, scope_args = _scope(principal, len(args) + 1)
+        args.extend(scope_args)
+        where.append(scope)
+        outer = ""
+        if query.state is not None:
+            args.append(query.state)
+            outer = f" WHERE q.state = ${len(args)}"
+        args.append(query.limit + 1)
         sql = (
-            f"SELECT * FROM ({_VIEW.format(where=where)}) q"
-            f" WHERE (${n}::text IS NULL OR q.state = ${n}) ORDER BY q.child_id LIMIT ${n + 1}"
+            f"SELECT * FROM ({_VIEW.format(where=' AND '.join(where))}) q{outer}"
+            f" ORDER BY q.child_id LIMIT ${len(args)}"
         )
-        rows = await self._pool.fetch(
-            sql, query.school_code, query.entry_year, query.since, query.after_child_id, *args,
-            query.state, query.limit + 1,
-        )  # fmt: skip
+        rows = await self._pool.fetch(sql, *args)
         return [_view(r) for r in rows]
 
     async def record_arrival_report(
