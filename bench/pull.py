@@ -50,7 +50,7 @@ Options (defaults in brackets):
   --children N          handed-over children, one file each [4000, or $N]
   --schools S           schools they are spread over [200]
   --file-kb K           size of each record file [20]
-  --loads L1,L2,...     total offered loads of the sweep, req/s [250,500,750,1000,2000]
+  --loads L1,L2,...     total offered loads of the sweep, req/s [250,500,750,1000,1500,2000]
   --step-s S            seconds of schedule per load and system [10]
   --opening-s S         first seconds of each step, when every clerk lists at once, tallied
                         apart from the steady state the target is judged on [1]
@@ -687,7 +687,7 @@ def cli() -> int:
     parser.add_argument("--file-kb", type=int, default=20)
     parser.add_argument(
         "--loads", type=lambda s: [float(x) for x in s.split(",") if x],
-        default=[250.0, 500.0, 750.0, 1000.0, 2000.0],
+        default=[250.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0],
     )  # fmt: skip
     parser.add_argument("--step-s", type=float, default=10.0)
     parser.add_argument("--opening-s", type=float, default=1.0)
