@@ -49,6 +49,7 @@ from bench.common import (
     print_json_line,
     print_table,
     python_env,
+    settle_database,
     wait_http_ok,
 )
 from consumers.topology import TopologyNames, declare
@@ -322,6 +323,7 @@ async def main_async(opts: Options) -> dict[str, Any]:
             t = time.perf_counter()
             cohort = generate_cohort(2026, opts.n, seed=2026, mix=GRADUATIONS)
             await seed_cohort(sim.url, cohort)
+            await settle_database(sim_db)
             for c in cohort.children:
                 c.record_file = None  # seeded: the bytes live in the simulator now
             print(f"cohort of {opts.n} generated and seeded in {time.perf_counter() - t:.0f} s")

@@ -111,6 +111,7 @@ from bench.common import (
     print_json_line,
     print_table,
     python_env,
+    settle_database,
     wait_http_ok,
 )
 from bench.pull_baseline import Listed, write_index
@@ -189,10 +190,6 @@ async def seed(
         for s in range(schools):
             issued = await store.issue(Role.SCHOOL, school_code=_school(s), label="bench")
             tokens[_school(s)] = issued.token
-        # As a database that has been running a while would be: otherwise autovacuum and
-        # the checkpoint of the bulk load land in whichever step runs first.
-        await pool.execute("VACUUM (ANALYZE) record_files, children, child_numbers, api_tokens")
-        await pool.execute("CHECKPOINT")
         return tokens, listed
     finally:
         await pool.close()
@@ -448,6 +445,7 @@ async def main(opts: argparse.Namespace) -> int:
             dbs.append(database_url)
             t0 = time.perf_counter()
             tokens, listed = await seed(database_url, opts.children, opts.schools, opts.file_kb)
+            await settle_database(database_url)
             index = Path(tmp) / "index.pickle"
             if opts.baseline:
                 write_index(index, listed)

@@ -72,6 +72,7 @@ from bench.common import (
     print_json_line,
     print_table,
     python_env,
+    settle_database,
 )
 
 SYSTEMS = ("baseline", "bridge")  # the order they run in, per size (see the docstring)
@@ -224,6 +225,7 @@ def cohort(size: int) -> Iterator[tuple[int, int, str, float]]:
     url = asyncio.run(create_database("xueji_bench_recon"))
     try:
         load_s = asyncio.run(load_ledger(url, size))
+        asyncio.run(settle_database(url))
         for _ in range(100):  # wait for the paging server
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):

@@ -46,6 +46,7 @@ from bench.common import (
     print_json_line,
     print_table,
     python_env,
+    settle_database,
     wait_http_ok,
 )
 from consumers.topology import TopologyNames, declare
@@ -187,6 +188,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             templates = generate_cohort(2026, args.templates, seed=7, mix={"graduated": 1.0})
             await seed_cohort(sim.url, templates)
+            await settle_database(sim_db)
             # One stream of new children for both systems: no child is handed over twice.
             source = events([c.events[0] for c in templates.children])
             baseline_n = min(args.n, args.baseline_n)
