@@ -10,7 +10,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -24,34 +23,15 @@ from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.derived import Derived
 from bridge.adapters.postgres.ledger import ChildState, Ledger
 from bridge.adapters.postgres.ledger_batch import NewChild, record_new_children
-from bridge.bootstrap import open_pool
 from bridge.domain.child_record import fold
 from bridge.domain.handoff import Arrival, Handoff
 from bridge.domain.intake import IntakeRequest
 from bridge.errors import LeaseLost
-from bridge.settings import Settings
 from tests.conftest import make_database  # noqa: F401  (fixture)
+from tests.integration.test_ledger_batches import make_ledger  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.live
 OTHER = "G110108202001091272"
-
-
-@pytest.fixture
-async def make_ledger(make_database: Any) -> AsyncIterator[Any]:  # noqa: F811
-    opened: list[tuple[asyncpg.Pool, Ledger]] = []
-    batches: list[tuple[str, int]] = []
-
-    async def make() -> tuple[asyncpg.Pool, Ledger]:
-        pool = await open_pool(Settings(database_url=await make_database("xueji_review")))
-        ledger = Ledger(pool, observe_batch=lambda w, rows: batches.append((w, rows)))
-        opened.append((pool, ledger))
-        return pool, ledger
-
-    make.batches = batches  # type: ignore[attr-defined]
-    yield make
-    for pool, ledger in opened:
-        await ledger.aclose()
-        await pool.close()
 
 
 async def row(pool: asyncpg.Pool, child_id: int) -> asyncpg.Record:
