@@ -66,7 +66,7 @@ Options (defaults in brackets):
 
 Prints tables (a row per system) and one line ``BENCH_JSON {...}``: the bridge's figures
 under the keys they always had, the baseline's under ``baseline``, and bridge / baseline
-ratios under ``bridge_over_baseline``. The defaults run in about two minutes. The load
+ratios under ``bridge_over_baseline``. The defaults run in two to three minutes. The load
 generator shares the machine: its own CPU is printed too, and the ``gen lag`` column (how
 late a request left although its clerk was idle) shows when the generator, not the
 server, is what falls behind. ``others cpu/s`` is the CPU the rest of the machine (the
