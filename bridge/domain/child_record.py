@@ -75,6 +75,9 @@ class ChildRecord:
     cancelled_reason: str | None = None
     last_childseq: int = 0
     event_ids: frozenset[str] = field(default_factory=frozenset)
+    # Distinct events folded, applied or not: grows with every event recorded, even one
+    # whose childseq is lower than the highest seen, which last_childseq cannot tell.
+    events_folded: int = 0
 
     @property
     def numbers(self) -> frozenset[str]:
@@ -188,4 +191,4 @@ def fold(events: Iterable[ChildEvent]) -> ChildRecord:
             continue
         seen_seq.add(event.childseq)
         record = _apply(record, event)
-    return record
+    return dataclasses.replace(record, events_folded=len(unique))

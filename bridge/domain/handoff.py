@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bridge.domain.actions import (
@@ -104,6 +105,29 @@ class Handoff:
     arrival: Arrival | None = None
     # Bumped whenever a registration is withdrawn or found missing (see idempotency_key).
     generation: int = 0
+
+    @classmethod
+    def merge(cls, handoffs: Sequence[Handoff]) -> Handoff:
+        """One hand-over from those of ledger rows found to be one child (first wins ties).
+
+        Nothing either row knew of the registry may be lost: every registration (each may
+        have to be withdrawn or renumbered), the school's arrival report, the latest
+        set-aside, and the highest generation, so that no idempotency key is used again.
+        """
+        registrations: dict[str, Registration] = {}
+        for h in handoffs:
+            for reg in h.registrations:
+                registrations.setdefault(reg.student_number, reg)
+        asides = [h.set_aside for h in handoffs if h.set_aside is not None]
+        return cls(
+            registrations=tuple(registrations.values()),
+            verified_file_sha256=next(
+                (h.verified_file_sha256 for h in handoffs if h.verified_file_sha256), None
+            ),
+            set_aside=max(asides, key=lambda a: a.at_childseq, default=None),
+            arrival=next((h.arrival for h in handoffs if h.arrival is not None), None),
+            generation=max((h.generation for h in handoffs), default=0),
+        )
 
     # --- deciding ---------------------------------------------------------------------
     def active_set_aside(self, record: ChildRecord) -> SetAside | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,33 +11,12 @@ import orjson
 import pytest
 
 from bridge.adapters.postgres.ledger import ChildState, Ledger
-from bridge.bootstrap import open_pool
 from bridge.domain.events import ChildEvent
 from bridge.errors import LeaseLost
-from bridge.settings import Settings
 from schemas.events import parse_event
 from simulator.cohort import generate_cohort
-from tests.conftest import MakeDatabase
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-async def make_ledger(make_database: MakeDatabase) -> AsyncIterator[Any]:
-    opened: list[tuple[asyncpg.Pool, Ledger]] = []
-    batches: list[tuple[str, int]] = []
-
-    async def make() -> tuple[asyncpg.Pool, Ledger]:
-        pool = await open_pool(Settings(database_url=await make_database("xueji_batches")))
-        ledger = Ledger(pool, observe_batch=lambda writer, rows: batches.append((writer, rows)))
-        opened.append((pool, ledger))
-        return pool, ledger
-
-    make.batches = batches  # type: ignore[attr-defined]
-    yield make
-    for pool, ledger in opened:
-        await ledger.aclose()
-        await pool.close()
 
 
 def cohort_events(size: int, seed: int) -> list[tuple[ChildEvent, bytes]]:

@@ -30,6 +30,7 @@ class Derived:
     deferred_until: dt.date | None
     set_aside_reason: str | None
     last_childseq: int
+    events_folded: int  # the save guard's measure of "no event arrived meanwhile"
     handoff: str  # the hand-over as JSON text (the jsonb column)
     arrival: str  # its arrival part as JSON text: the fast save's guard compares it
     has_work: bool
@@ -56,6 +57,7 @@ class Derived:
             deferred_until=record.deferral.deferred_until if deferred and record.deferral else None,
             set_aside_reason=aside.reason.value if aside else None,
             last_childseq=record.last_childseq,
+            events_folded=record.events_folded,
             handoff=orjson.dumps(dumped).decode(),
             arrival=orjson.dumps(dumped["arrival"]).decode(),
             has_work=handoff.next_action(record) is not None,
@@ -64,12 +66,12 @@ class Derived:
         )
 
     def update_args(self, child_id: int) -> list[Any]:
-        """$1..$15 of UPDATE_DERIVED."""
+        """$1..$16 of UPDATE_DERIVED."""
         return [
             child_id, self.student_number, self.status, self.phase.value, self.entry_year,
             self.county_code, self.kindergarten_code, self.school_code, self.id_number,
             self.deferred_until, self.set_aside_reason, self.last_childseq, self.handoff,
-            self.graduated, self.handed_over,
+            self.graduated, self.handed_over, self.events_folded,
         ]  # fmt: skip
 
 
@@ -81,6 +83,6 @@ UPDATE children SET
     first_graduated_at = CASE WHEN $14 THEN coalesce(first_graduated_at, now())
                               ELSE first_graduated_at END,
     handed_over_at = CASE WHEN $15 THEN coalesce(handed_over_at, now()) ELSE NULL END,
-    version = version + 1, updated_at = now()
+    events_folded = $16, version = version + 1, updated_at = now()
 WHERE child_id = $1
 """

@@ -28,11 +28,17 @@ from bridge.adapters.postgres.ledger_batch import (
 )
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Arrival, Handoff, Phase, Registration
+from bridge.domain.handoff import Arrival, Handoff, Phase
 from bridge.errors import LeaseLost
 
-# Concurrent first events of one child race to create it; the loser simply tries again.
-_RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError)
+
+class _NumberTakenMeanwhile(Exception):
+    """A number of the event went to another child row while this transaction ran."""
+
+
+# Concurrent first events of one child race to create it; the loser simply tries again,
+# and then finds (and locks) the row the winner made.
+_RACES = (asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, _NumberTakenMeanwhile)
 # Rows per group-committed statement: enough to amortise a round trip and a commit, few
 # enough that one statement stays short and its arrays small.
 EVENTS_PER_BATCH = 128
@@ -54,17 +60,42 @@ number_rows AS (
 INSERT INTO child_events (child_id, event_id, childseq, event_type, body)
 VALUES ($2, $1, $4, $5, $6)
 """
+# Tables whose rows belong to one child row (by child_id, no key of their own on it).
+_CHILD_TABLES = (
+    "child_events", "child_numbers", "inbox", "registry_calls", "arrival_reports",
+    "record_file_receipts", "recon_repairs",
+)  # fmt: skip
+# Tables keyed by child: the merged-away rows' entries are folded into the survivor's.
+_MERGE_KEYED = (
+    """WITH moved AS (DELETE FROM school_pulls WHERE child_id = ANY($2::bigint[]) RETURNING *)
+       INSERT INTO school_pulls (child_id, school_code, sha256, first_pulled_at, last_pulled_at)
+       SELECT $1, school_code, sha256, min(first_pulled_at), max(last_pulled_at)
+       FROM moved GROUP BY school_code, sha256
+       ON CONFLICT (child_id, school_code, sha256) DO UPDATE SET
+           first_pulled_at = least(school_pulls.first_pulled_at, excluded.first_pulled_at),
+           last_pulled_at = greatest(school_pulls.last_pulled_at, excluded.last_pulled_at)""",
+    """WITH moved AS (
+           DELETE FROM set_aside_resolutions WHERE child_id = ANY($2::bigint[]) RETURNING *)
+       INSERT INTO set_aside_resolutions
+           (child_id, at_childseq, reason, note, resolved_by, resolved_at)
+       SELECT $1, at_childseq, reason, note, resolved_by, resolved_at FROM moved
+       ON CONFLICT (child_id, at_childseq, reason) DO NOTHING""",
+)
+_NUMBER_ELSEWHERE = """
+SELECT EXISTS (SELECT 1 FROM child_numbers WHERE student_number = ANY($1::text[])
+                                             AND child_id <> $2)
+"""
 # A new event makes the child due now, whatever retry it was waiting for.
 _UPDATE_DERIVED_DUE = UPDATE_DERIVED.replace(
-    "updated_at = now()", "updated_at = now(), next_attempt_at = CASE WHEN $16 THEN now() END"
+    "updated_at = now()", "updated_at = now(), next_attempt_at = CASE WHEN $17 THEN now() END"
 )
 _UPDATE_DERIVED_PROGRESS = UPDATE_DERIVED.replace(
     "updated_at = now()",
-    """updated_at = now(), attempts = $16, last_error = $17,
-    next_attempt_at = CASE WHEN $18::timestamptz IS NOT NULL THEN $18
-                           WHEN $19 THEN now() ELSE NULL END,
-    lease_owner = CASE WHEN $20 THEN NULL ELSE lease_owner END,
-    lease_until = CASE WHEN $20 THEN NULL ELSE now() + make_interval(secs => $21) END""",
+    """updated_at = now(), attempts = $17, last_error = $18,
+    next_attempt_at = CASE WHEN $19::timestamptz IS NOT NULL THEN $19
+                           WHEN $20 THEN now() ELSE NULL END,
+    lease_owner = CASE WHEN $21 THEN NULL ELSE lease_owner END,
+    lease_until = CASE WHEN $21 THEN NULL ELSE now() + make_interval(secs => $22) END""",
 )
 
 
@@ -214,6 +245,11 @@ class Ledger:
             _APPEND_EVENT, event.event_id, child_id, sorted(event.numbers), event.childseq,
             event.type.value, raw,
         )  # fmt: skip
+        # Only rows that held a number were locked above, so another instance may have
+        # given one of the numbers to a row of its own meanwhile (its insert then won
+        # the ON CONFLICT). Going on would split one child into two rows: start again.
+        if await conn.fetchval(_NUMBER_ELSEWHERE, sorted(event.numbers), child_id):
+            raise _NumberTakenMeanwhile
         record = fold([*(PARSED.parse(b) for b in bodies), event])
         derived = Derived.of(record, handoff)
         # The current number may have been another child row's until the merge above.
@@ -226,20 +262,16 @@ class Ledger:
             "SELECT handoff FROM children WHERE child_id = ANY($1::bigint[]) ORDER BY child_id",
             [survivor, *others],
         )
-        handoffs = [load_handoff(orjson.loads(r["handoff"])) for r in rows]
-        registrations: dict[str, Registration] = {}
-        for h in handoffs:
-            for reg in h.registrations:
-                registrations.setdefault(reg.student_number, reg)
-        merged = Handoff(
-            registrations=tuple(registrations.values()),
-            verified_file_sha256=handoffs[0].verified_file_sha256,
-        )
-        for table in ("child_events", "child_numbers", "inbox"):
+        merged = Handoff.merge([load_handoff(orjson.loads(r["handoff"])) for r in rows])
+        # Everything recorded of the merged-away rows follows the child, history included
+        # (calls, downloads, arrivals, repairs), so that "who saw this child" stays whole.
+        for table in _CHILD_TABLES:
             await conn.execute(
                 f"UPDATE {table} SET child_id = $1 WHERE child_id = ANY($2::bigint[])",
                 survivor, list(others),
             )  # fmt: skip
+        for statement in _MERGE_KEYED:
+            await conn.execute(statement, survivor, list(others))
         await conn.execute("DELETE FROM children WHERE child_id = ANY($1::bigint[])", list(others))
         await conn.execute(
             "UPDATE children SET handoff = $2::jsonb WHERE child_id = $1",
@@ -308,7 +340,7 @@ class Ledger:
         progress = Progress(
             child_id=state.child_id, derived=derived, attempts=attempts, last_error=last_error,
             retry_at=retry_at, release=retry_at is not None or not derived.has_work,
-            lease=lease, expected_childseq=state.record.last_childseq,
+            lease=lease, expected_events=state.record.events_folded,
             expected_arrival=derived.arrival, calls=tuple(calls), file=file,
         )  # fmt: skip
         if await self._saves.submit(progress):
@@ -319,8 +351,7 @@ class Ledger:
 
     async def _write_saves(self, batch: Sequence[Progress]) -> list[bool]:
         async with self._pool.acquire() as conn:
-            saved = await save_unchanged(conn, batch, self._lease_s)
-        return [p.child_id in saved for p in batch]
+            return await save_unchanged(conn, batch, self._lease_s)
 
     async def _write_save(self, progress: Progress) -> bool:
         return (await self._write_saves([progress]))[0]
@@ -339,7 +370,7 @@ class Ledger:
         """save() when something changed under us: re-read under the row lock."""
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT lease_owner, last_childseq, handoff -> 'arrival' AS arrival"
+                "SELECT lease_owner, events_folded, handoff -> 'arrival' AS arrival"
                 " FROM children WHERE child_id = $1 FOR UPDATE",
                 state.child_id,
             )
@@ -357,7 +388,9 @@ class Ledger:
             if stored_arrival is not None and stored_arrival != handoff.arrival:
                 handoff = handoff.arrival_requested(stored_arrival)
             record = state.record
-            if row["last_childseq"] != record.last_childseq:
+            # Any event recorded meanwhile counts, whatever its childseq: a late one with
+            # a lower seq leaves the highest seq as it was, but may change the record.
+            if row["events_folded"] != record.events_folded:
                 record = await self._fold(conn, state.child_id)
             derived = Derived.of(record, handoff)
             attempts = state.attempts + 1 if retry_at else 0

@@ -100,11 +100,11 @@ WITH input AS (
     INSERT INTO children (
         student_number, status, phase, entry_year, county_code, kindergarten_code,
         school_code, id_number, deferred_until, set_aside_reason, last_childseq, handoff,
-        first_graduated_at, handed_over_at, version, next_attempt_at)
+        first_graduated_at, handed_over_at, version, next_attempt_at, events_folded)
     SELECT student_number, status, phase, entry_year, county_code, kindergarten_code,
            school_code, id_number, deferred_until, set_aside_reason, last_childseq,
            handoff::jsonb, CASE WHEN graduated THEN now() END,
-           CASE WHEN handed_over THEN now() END, 1, CASE WHEN has_work THEN now() END
+           CASE WHEN handed_over THEN now() END, 1, CASE WHEN has_work THEN now() END, 1
     FROM input
     RETURNING child_id, student_number
 ), number_rows AS (
@@ -176,7 +176,7 @@ class Progress:
     retry_at: dt.datetime | None
     release: bool  # give the lease back (done, or waiting for a retry)
     lease: str
-    expected_childseq: int  # the events the record was folded from
+    expected_events: int  # how many events the record was folded from
     expected_arrival: str  # the arrival as we hold it (JSON text)
     calls: tuple[RegistryCall, ...] = ()
     file: VerifiedFile | None = None
@@ -188,11 +188,12 @@ WITH v AS (
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::date[],
                          $11::text[], $12::bigint[], $13::text[], $14::bool[], $15::bool[],
                          $16::int[], $17::text[], $18::timestamptz[], $19::bool[],
-                         $20::bool[], $21::text[], $22::bigint[], $23::text[])
+                         $20::bool[], $21::text[], $22::int[], $23::text[])
+        WITH ORDINALITY
         AS v(child_id, student_number, status, phase, entry_year, county_code,
              kindergarten_code, school_code, id_number, deferred_until, set_aside_reason,
              last_childseq, handoff, graduated, handed_over, attempts, last_error,
-             retry_at, has_work, release, lease, expected_childseq, expected_arrival)
+             retry_at, has_work, release, lease, expected_events, expected_arrival, item)
 ), saved AS (
     UPDATE children c SET
         student_number = v.student_number, status = v.status, phase = v.phase,
@@ -214,29 +215,33 @@ WITH v AS (
                            ELSE now() + make_interval(secs => $24) END
     FROM v
     WHERE c.child_id = v.child_id AND c.lease_owner = v.lease
-      AND c.last_childseq = v.expected_childseq
+      AND c.events_folded = v.expected_events
       AND coalesce(c.handoff -> 'arrival', 'null'::jsonb) = v.expected_arrival::jsonb
-    RETURNING c.child_id
+    RETURNING v.item
 ), calls AS (
     INSERT INTO registry_calls (child_id, operation, status, outcome, duration_ms)
     SELECT k.child_id, k.operation, k.status, k.outcome, k.duration_ms
-    FROM unnest($25::bigint[], $26::text[], $27::int[], $28::text[], $29::int[])
-        AS k(child_id, operation, status, outcome, duration_ms)
-    WHERE k.child_id IN (SELECT child_id FROM saved)
+    FROM unnest($25::bigint[], $26::text[], $27::int[], $28::text[], $29::int[], $34::int[])
+        AS k(child_id, operation, status, outcome, duration_ms, item)
+    WHERE k.item IN (SELECT item FROM saved)
 ), files AS (
     -- Kept whether or not the save holds: the bytes were verified against their claim.
     INSERT INTO record_files (sha256, size, media_type, content)
     SELECT * FROM unnest($30::text[], $31::int[], $32::text[], $33::bytea[])
     ON CONFLICT (sha256) DO NOTHING
 )
-SELECT child_id FROM saved
+SELECT item FROM saved
 """
 
 
-async def save_unchanged(conn: Connection, batch: Sequence[Progress], lease_s: float) -> set[int]:
-    """Save every child of *batch* whose guard holds, in one statement; their ids."""
+async def save_unchanged(conn: Connection, batch: Sequence[Progress], lease_s: float) -> list[bool]:
+    """Save every item of *batch* whose guard holds, in one statement; which ones held.
+
+    Answered per item, not per child: two saves of one child can share a batch (a drive
+    whose lease lapsed, and the one that holds it now), and only one of them may hold.
+    """
     d = [p.derived for p in batch]
-    calls = [(p.child_id, c) for p in batch for c in p.calls]
+    calls = [(i, p.child_id, c) for i, p in enumerate(batch, 1) for c in p.calls]
     files = {p.file.sha256: p.file for p in batch if p.file is not None}
     rows = await conn.fetch(
         _SAVE_UNCHANGED,
@@ -248,14 +253,16 @@ async def save_unchanged(conn: Connection, batch: Sequence[Progress], lease_s: f
         [x.handoff for x in d], [x.graduated for x in d], [x.handed_over for x in d],
         [p.attempts for p in batch], [p.last_error for p in batch],
         [p.retry_at for p in batch], [x.has_work for x in d], [p.release for p in batch],
-        [p.lease for p in batch], [p.expected_childseq for p in batch],
+        [p.lease for p in batch], [p.expected_events for p in batch],
         [p.expected_arrival for p in batch], lease_s,
-        [c[0] for c in calls], [c[1].operation for c in calls], [c[1].status for c in calls],
-        [c[1].outcome for c in calls], [c[1].duration_ms for c in calls],
+        [c[1] for c in calls], [c[2].operation for c in calls], [c[2].status for c in calls],
+        [c[2].outcome for c in calls], [c[2].duration_ms for c in calls],
         list(files), [len(f.content) for f in files.values()],
         [f.media_type for f in files.values()], [f.content for f in files.values()],
+        [c[0] for c in calls],
     )  # fmt: skip
-    return {r["child_id"] for r in rows}
+    held = {r["item"] for r in rows}
+    return [i in held for i in range(1, len(batch) + 1)]
 
 
 # The worker's lease and the load of each leased child in one statement: the child's

@@ -1,4 +1,4 @@
-"""Wire events for the review tests (shape copied from simulator.cohort output)."""
+"""Hand-written wire events of one child, for tests that need exact childseqs and numbers."""
 
 from __future__ import annotations
 

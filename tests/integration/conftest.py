@@ -1,0 +1,33 @@
+"""Fixtures of the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bridge.adapters.postgres.ledger import Ledger
+from bridge.bootstrap import open_pool
+from bridge.settings import Settings
+from tests.conftest import MakeDatabase
+
+
+@pytest.fixture
+async def make_ledger(make_database: MakeDatabase) -> AsyncIterator[Any]:
+    """make() opens a ledger on a fresh database; make.batches lists its batched writes."""
+    opened: list[tuple[asyncpg.Pool, Ledger]] = []
+    batches: list[tuple[str, int]] = []
+
+    async def make() -> tuple[asyncpg.Pool, Ledger]:
+        pool = await open_pool(Settings(database_url=await make_database("xueji_batches")))
+        ledger = Ledger(pool, observe_batch=lambda writer, rows: batches.append((writer, rows)))
+        opened.append((pool, ledger))
+        return pool, ledger
+
+    make.batches = batches  # type: ignore[attr-defined]
+    yield make
+    for pool, ledger in opened:
+        await ledger.aclose()
+        await pool.close()
