@@ -295,6 +295,26 @@ class Handoff:
         """The registry answered not_registered: forget what we thought was there."""
         return dataclasses.replace(self._replace(number, None), generation=self.generation + 1)
 
+    def stray_found(self, record: ChildRecord, number: str, entry_year: int) -> Handoff | None:
+        """The registry holds a registration under *number*, a former number of the child.
+
+        Put on the hand-over, it is moved to the current number (B4) while that has none,
+        or else withdrawn (B3). What it holds is unknown (terms and school), as after an
+        unanswered call. None if there is nothing to add: *number* is not a former number
+        of the child, or the hand-over knows of that registration already.
+        """
+        if number not in record.former_numbers or self._registration(number) is not None:
+            return None
+        if record.child is None:
+            # Only number changes known, no graduation or deferral: nothing to carry the
+            # key information from. The report goes on showing the stray.
+            return None
+        stray = Registration(
+            number, entry_year, terms=UNKNOWN_TERMS, key_info=KeyInfo.of(record.child),
+            confirmed=False,
+        )  # fmt: skip
+        return self._replace(number, stray)
+
     def arrival_reported(self, number: str) -> Handoff:
         """B6 answered 200: the child is enrolled at the school."""
         reg = self._registration(number)

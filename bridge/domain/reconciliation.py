@@ -28,6 +28,7 @@ class Category(enum.StrEnum):
     CANCELLED_BUT_REGISTERED = "cancelled_but_registered"
     IDENTITY_CONFLICT = "identity_conflict"
     TWO_NUMBERS_ONE_IDENTITY = "two_numbers_one_identity"
+    FORMER_NUMBER_REGISTERED = "former_number_registered"
     BAD_SOURCE_FILE = "bad_source_file"
     FILE_DIGEST_MISMATCH = "file_digest_mismatch"
     FILE_NOT_DELIVERED = "file_not_delivered"
@@ -83,6 +84,9 @@ CATEGORIES: dict[Category, CategoryInfo] = {
     Category.TWO_NUMBERS_ONE_IDENTITY: CategoryInfo(
         "一人多号", "Two numbers, one identity", Handling.OPERATOR,
         "One person must hold one number (一人一号): the county resolves the duplicate."),
+    Category.FORMER_NUMBER_REGISTERED: CategoryInfo(
+        "旧学籍号仍有注册", "Registered under a former number", Handling.AUTO_REPAIR,
+        "Moved to the child's current number or withdrawn automatically (一人一号)."),
     Category.BAD_SOURCE_FILE: CategoryInfo(
         "档案文件校验失败", "Bad source file", Handling.OPERATOR,
         "Ask the kindergarten to re-issue the record file, then retry."),
@@ -236,18 +240,32 @@ def classify(
     ledger: LedgerEntry | None,
     registry: RegistrySide | None,
     policy: Policy,
+    *,
+    former_holder: LedgerEntry | None = None,
 ) -> Finding:
-    """Every category the child under this student number falls into."""
+    """Every category the child under this student number falls into.
+
+    *former_holder* is the ledger's child that once held this number and holds another
+    now (the ledger follows a child from its temporary number to its lasting one).
+    """
     present = roster or ledger or registry
     if present is None:
         raise ValueError("a finding needs at least one side")
+    ledger_side = ledger  # where the report's county, kindergarten and school come from
     found: set[Category] = set()
     detail: dict[str, str] = {}
     at_registry = registry is not None and registry.status in _ACTIVE_AT_REGISTRY
     # The roster is the source of truth for the child's state; the ledger stands in for it.
     state = roster.state if roster else (ledger.status if ledger else None)
 
-    if at_registry and roster is None:
+    if at_registry and roster is None and ledger is None and former_holder is not None:
+        # Not a child without a preschool record: a registration the child's hand-over
+        # left behind under its old number (or one made there by hand), so one person
+        # holds two numbers at the registry.
+        found.add(Category.FORMER_NUMBER_REGISTERED)
+        detail["current_number"] = former_holder.student_number
+        ledger_side = former_holder
+    elif at_registry and roster is None:
         found.add(Category.NOT_IN_ROSTER)
     if at_registry and state == "in_kindergarten":
         found.add(Category.REGISTERED_NOT_GRADUATED)
@@ -286,11 +304,11 @@ def classify(
         student_number=present.student_number,
         categories=frozenset(found),
         detail=detail,
-        county_code=ledger.county_code if ledger else None,
-        kindergarten_code=(ledger.kindergarten_code if ledger else None)
+        county_code=ledger_side.county_code if ledger_side else None,
+        kindergarten_code=(ledger_side.kindergarten_code if ledger_side else None)
         or (roster.kindergarten_code if roster else None),
         school_code=(registry.school_code if registry else None)
-        or (ledger.school_code if ledger else None),
+        or (ledger_side.school_code if ledger_side else None),
         provisional=provisional,
     )
 

@@ -104,6 +104,12 @@ class ReconcilePorts:
     wake: Callable[[], None]
 
 
+# Looks up the ledger's children that once held some of these numbers (former number ->
+# the child as the ledger holds it now).
+FormerHolders = Callable[[Sequence[str]], Awaitable[dict[str, LedgerEntry]]]
+REGISTRY_ONLY_BATCH = 2000
+
+
 @dataclass
 class _Repair:
     child_id: int
@@ -227,11 +233,17 @@ _fewer_collections = _FewerCollections()
 class _Scan:
     """The merge of one attempt and what it found: counts, repairs, provisional deadlines."""
 
-    def __init__(self, writer: ItemWriter, policy: Policy, max_repairs: int) -> None:
+    def __init__(
+        self, writer: ItemWriter, policy: Policy, max_repairs: int, former_holders: FormerHolders
+    ) -> None:
         self.writer, self.policy, self.max_repairs = writer, policy, max_repairs
+        self.former_holders = former_holders
         self.counts: dict[str, int] = {}
         self.repairs: list[_Repair] = []
         self.provisional = False
+        # Numbers only the registry lists, classified once the ledger has said which of
+        # them it knows as a child's former number (a few thousand at a time).
+        self._registry_only: list[CohortStudent] = []
 
     async def run(
         self, roster: _Side[RosterItem], ledger: _Side[LedgerEntry], registry: _Side[CohortStudent]
@@ -244,8 +256,11 @@ class _Scan:
                     if side.dry:
                         await side.refill()
                 if all(side.done for side in sides):
+                    await self._classify_registry_only()
                     return
                 self._merge_pages(roster, ledger, registry)
+                if len(self._registry_only) >= REGISTRY_ONLY_BATCH:
+                    await self._classify_registry_only()
                 await self.writer.hand_over()
                 # Let the other tasks take a step: the next pages' requests go out and the
                 # COPYs send what they were handed, so the registries and PostgreSQL work
@@ -310,9 +325,29 @@ class _Scan:
             self._take(r, led, g)
         roster.pos, ledger.pos, registry.pos = ri, li, gi
 
+    async def _classify_registry_only(self) -> None:
+        batch, self._registry_only = self._registry_only, []
+        if not batch:
+            return
+        holders = await self.former_holders([g.student_number for g in batch])
+        for g in batch:
+            self._keep(None, None, g, holders.get(g.student_number))
+
     def _take(self, r: RosterItem | None, led: LedgerEntry | None, g: CohortStudent | None) -> None:
         """Classify one student number and keep what was found."""
-        finding = classify(r, led, g, self.policy)
+        if r is None and led is None and g is not None:
+            self._registry_only.append(g)
+        else:
+            self._keep(r, led, g, None)
+
+    def _keep(
+        self,
+        r: RosterItem | None,
+        led: LedgerEntry | None,
+        g: CohortStudent | None,
+        former_holder: LedgerEntry | None,
+    ) -> None:
+        finding = classify(r, led, g, self.policy, former_holder=former_holder)
         if finding.provisional:
             self.provisional = True
         counts = self.counts
@@ -328,9 +363,11 @@ class _Scan:
         if c and c != a and c != b:
             ids.append(c)
         self.writer.add(finding, ids)
-        if led is not None and len(self.repairs) < self.max_repairs:
+        holder = led or former_holder
+        if holder is not None and len(self.repairs) < self.max_repairs:
             for category in finding.categories & AUTO_REPAIRED:
-                self.repairs.append(_Repair(led.child_id, led.student_number, category))
+                # Under the number the finding is about: a former number, for a stray.
+                self.repairs.append(_Repair(holder.child_id, finding.student_number, category))
                 break  # one repair per child: re-submitting re-uploads as well
 
 
@@ -440,7 +477,7 @@ class Reconciler:
                 self._p.store.writer(run) as writer,
             ):
                 ledger = _Side("ledger", ledger_pages, progress)
-                scan = _Scan(writer, policy, self._c.max_repairs)
+                scan = _Scan(writer, policy, self._c.max_repairs, self._p.store.former_holders)
                 await scan.run(roster, ledger, registry)
                 two_numbers = await writer.close()
         counts = scan.counts | {Category.TWO_NUMBERS_ONE_IDENTITY.value: two_numbers}
@@ -461,7 +498,7 @@ class Reconciler:
         scheduled = 0
         for repair in sorted(repairs, key=lambda x: x.category != Category.MISSING_AT_REGISTRY):
             number = repair.student_number
-            change = _repair_change(repair.category, number)
+            change = _repair_change(repair.category, number, run.entry_year)
             phase = await self._p.ledger.amend(repair.child_id, change)
             outcome = "scheduled" if phase is not None else "skipped"
             scheduled += phase is not None
@@ -478,15 +515,18 @@ class Reconciler:
 
 
 def _repair_change(
-    category: Category, number: str
+    category: Category, number: str, entry_year: int
 ) -> Callable[[ChildRecord, Handoff], Handoff | None]:
     """The repair of every auto-repaired category: re-submit the hand-over, then re-upload.
 
     Telling the hand-over its registration is missing makes it submit the intake anew
     (the registry answers 200 if its terms still stand, or takes ours back if someone
     changed them) and upload the verified file after it, which covers a missing or a
-    differing file too.
+    differing file too. A registration under a former number is put on the hand-over,
+    which then moves it to the current number (B4) or withdraws it (B3).
     """
+    if category is Category.FORMER_NUMBER_REGISTERED:
+        return lambda record, handoff: handoff.stray_found(record, number, entry_year)
 
     def change(record: ChildRecord, handoff: Handoff) -> Handoff | None:
         if handoff.registered(record) is None or record.student_number != number:

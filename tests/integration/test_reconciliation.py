@@ -260,3 +260,50 @@ async def test_a_side_out_of_order_is_staged_and_reconciled_all_the_same(
         "lost_upstream": {f"G{i:018d}" for i in (1, 2, 3, 4)},
         "not_in_roster": {f"G{5:018d}"},
     }
+
+
+async def test_a_registration_left_under_a_former_number_is_found_and_taken_back(
+    bridge_settings: Settings, simulator: SimulatorHandle
+) -> None:
+    cohort = generate_cohort(
+        2026, 3, seed=7, mix={"number_change_after_graduation": 1, "graduated": 2}
+    )  # fmt: skip
+    renumbered = next(c for c in cohort.children if c.scenario.startswith("number_change"))
+    current = renumbered.final_student_number
+    former = graduated_data(renumbered)["student_number"]
+    assert former != current
+    await seed_cohort(simulator.url, cohort)
+    exchange = bridge_settings.events_exchange
+    async with running_bridge(bridge_settings) as bridge:
+        await publish_cohort(
+            bridge_settings.amqp_url, [c.events for c in cohort.children], exchange=exchange
+        )
+        await eventually(lambda: settled(bridge, 3), bool, timeout_s=60, what="settled")
+    # Someone registers the child again under its temporary number (the registry accepts
+    # it: a temporary number carries no identity number to conflict on).
+    await hands.register_elsewhere(simulator.url, former, graduated_data(renumbered))
+
+    async def statuses() -> dict[str, str]:
+        return {s["student_number"]: s["status"] for s in await simulator.dump()}
+
+    assert (await statuses())[former] == "registered"
+    async with standalone_operations(bridge_settings) as ops:
+        found = await ops.reconciler.run(2026, trigger="test")
+        items = await ops.runs.items(found, categories=["former_number_registered"])
+    assert found.counts["former_number_registered"] == 1
+    assert found.counts["not_in_roster"] == 0
+    assert [(i.student_number, i.detail) for i in items] == [(former, {"current_number": current})]
+    assert found.repairs == 1
+    # The repair put the stray on the child's hand-over; the bridge withdraws it.
+    async with running_bridge(bridge_settings) as bridge:
+        await eventually(
+            statuses, lambda s: s.get(former, "withdrawn") == "withdrawn", timeout_s=60,
+            what="the stray registration withdrawn",
+        )  # fmt: skip
+        await eventually(lambda: settled(bridge, 3), bool, timeout_s=60, what="settled")
+    assert (await statuses())[current] == "registered"
+    async with standalone_operations(bridge_settings) as ops:
+        after = await ops.reconciler.run(2026, trigger="test")
+    assert after.counts["former_number_registered"] == 0
+    # Three children handed over and matched; nobody reported their arrival in this test.
+    assert {k: v for k, v in after.counts.items() if v} == {"matched": 3, "not_arrived": 3}

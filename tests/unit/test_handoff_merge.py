@@ -1,13 +1,14 @@
-"""Pure rules the ledger's guards and merges rest on."""
+"""Pure rules the ledger's guards, merges and stray repairs rest on."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from bridge.domain.actions import ChangeNumber, Withdraw
 from bridge.domain.child_record import RecordStatus, fold
 from bridge.domain.handoff import Arrival, Handoff, Registration, SetAside, SetAsideReason
 from bridge.domain.intake import IntakeRequest
-from tests.support.wire_events import G, L, cancelled, ev, graduated, key_info
+from tests.support.wire_events import G, L, cancelled, ev, graduated, key_info, number_assigned
 
 
 def test_a_late_event_with_a_lower_childseq_changes_the_count_of_events_folded() -> None:
@@ -37,3 +38,23 @@ def test_a_merge_keeps_registrations_arrival_latest_set_aside_and_highest_genera
         arrival=arrival, generation=4,
     )  # fmt: skip
     assert Handoff.merge([Handoff()]) == Handoff()
+
+
+def test_a_stray_under_a_former_number_is_moved_to_the_current_one_or_withdrawn() -> None:
+    record = fold([ev(number_assigned(L, G, 8))[0], ev(graduated(L, 5))[0]])
+    assert record.student_number == G and L in record.former_numbers
+    intake = IntakeRequest.for_record(record)
+    fetched = Handoff().file_verified(intake.file_sha256)
+    found = fetched.stray_found(record, L, 2026)
+    assert found is not None
+    # Nothing under the current number yet: B4 moves the stray there.
+    assert found.next_action(record) == ChangeNumber(L, G, intake.child)
+    # Registered under the current number already: the stray is withdrawn.
+    handed_over = fetched.intake_registered(intake, None)
+    with_stray = handed_over.stray_found(record, L, 2026)
+    assert with_stray is not None
+    assert with_stray.next_action(record) == Withdraw(L, 2026)
+    # Not a former number, the current one, or a registration it knows of: nothing to add.
+    assert Handoff().stray_found(record, G, 2026) is None
+    assert Handoff().stray_found(record, "L" + "9" * 18, 2026) is None
+    assert with_stray.stray_found(record, L, 2026) is None

@@ -70,7 +70,10 @@ def G(**changes: object) -> RegistryEntry:
 def test_every_category_has_labels_and_a_handling() -> None:
     assert set(CATEGORIES) == set(Category)
     assert all(i.zh and i.en and i.action for i in CATEGORIES.values())
-    assert {C.MISSING_AT_REGISTRY, C.FILE_DIGEST_MISMATCH, C.FILE_NOT_DELIVERED} == AUTO_REPAIRED
+    assert {
+        C.MISSING_AT_REGISTRY, C.FILE_DIGEST_MISMATCH, C.FILE_NOT_DELIVERED,
+        C.FORMER_NUMBER_REGISTERED,
+    } == AUTO_REPAIRED  # fmt: skip
     assert C.MATCHED not in WORKLIST and C.NOT_ARRIVED in WORKLIST
 
 
@@ -110,6 +113,22 @@ def test_each_situation_is_named(
     r: RosterEntry | None, led: LedgerEntry | None, g: RegistryEntry | None, expected: set[Category]
 ) -> None:
     assert cats(r, led, g) == expected
+
+
+def test_a_registration_under_a_childs_former_number_is_a_stray_not_a_child_without_record() -> (
+    None
+):
+    former = "L" + N[1:]
+    stray = RegistryEntry(former, None, "registered", "2111010502", None)
+    finding = classify(None, None, stray, POLICY, former_holder=ledger)
+    assert finding.categories == {C.FORMER_NUMBER_REGISTERED}
+    assert C.FORMER_NUMBER_REGISTERED in AUTO_REPAIRED
+    assert finding.detail["current_number"] == N
+    assert (finding.county_code, finding.kindergarten_code) == ("110105", "1111010501")
+    # Without the ledger's word it is what it looks like; withdrawn, it is nothing.
+    assert classify(None, None, stray, POLICY).categories == {C.NOT_IN_ROSTER}
+    withdrawn = dataclasses.replace(stray, status="withdrawn")
+    assert classify(None, None, withdrawn, POLICY, former_holder=ledger).categories == set()
 
 
 def test_overdue_after_ten_working_days_otherwise_in_flight() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +116,15 @@ _LEDGER_STREAM = (
     "SELECT "
     + ", ".join(_LEDGER_COLUMNS[name] for name in LedgerEntry._fields)
     + ' FROM children c WHERE c.entry_year = $1 ORDER BY c.entry_year, c.student_number COLLATE "C"'
+)
+
+# The children that once held one of the numbers and hold another now, as the stream
+# gives them.
+_FORMER_HOLDERS = (
+    "SELECT n.student_number AS former_number, "
+    + ", ".join(_LEDGER_COLUMNS[name] for name in LedgerEntry._fields)
+    + " FROM child_numbers n JOIN children c ON c.child_id = n.child_id"
+    " WHERE n.student_number = ANY($1::text[]) AND c.student_number <> n.student_number"
 )
 
 _SCOPE = "($2::text IS NULL OR county_code = $2) AND ($3::text IS NULL OR kindergarten_code = $3)"
@@ -409,6 +418,12 @@ class ReconciliationStore:
                 yield stream
             finally:
                 await stream.aclose()
+
+    async def former_holders(self, numbers: Sequence[str]) -> dict[str, LedgerEntry]:
+        """Former number -> the child that held it, for those of *numbers* the ledger knows
+        as a child's former number."""
+        rows = await self._pool.fetch(_FORMER_HOLDERS, list(numbers))
+        return {r["former_number"]: LedgerEntry._make(tuple(r.values())[1:]) for r in rows}
 
     async def finish(
         self, run: RunInfo, *, sides: Mapping[str, int], counts: Mapping[str, int],
