@@ -24,7 +24,8 @@ The paging server is a child process on loopback computing each page from the ch
 index, so it can serve millions without holding them; it pages like the contract's A2 and
 B8, sorted by student number, and encodes with orjson so that the registries, which in
 real life run elsewhere, take as little of the machine's cores as they can. About 1 % of
-the children fall into each discrepancy category.
+the children fall into each discrepancy category. The ledger holds every number of each
+child (``child_numbers``), former ones included.
 
 Each system runs in a fresh interpreter of its own (with no BRIDGE_ settings from the
 environment: both use the bench's page size), so its peak RSS and CPU seconds are its
@@ -90,14 +91,19 @@ KINDS = {  # i % 100 -> the discrepancy of child i; others are matched
     4: "deferred_but_registered", 5: "cancelled_but_registered", 6: "identity_conflict",
     7: "bad_source_file", 8: "file_digest_mismatch", 9: "file_not_delivered",
     10: "in_flight", 11: "overdue", 12: "deferral_expired", 13: "not_in_roster",
-    14: "file_not_pulled", 15: "not_arrived",
+    14: "file_not_pulled", 15: "not_arrived", 16: "former_number_registered",
 }  # fmt: skip
+STRAY = 16  # matched under its G number, and registered under its former L number too
 ROSTER_STATE = {3: "in_kindergarten", 4: "deferred", 5: "cancelled", 12: "deferred"}
 
 
 # --- the cohort: paging server and ledger -------------------------------------------------
 def number(i: int) -> str:
     return f"G{i:018d}"
+
+
+def former_number(i: int) -> str:
+    return f"L{i:018d}"
 
 
 def roster_item(i: int) -> dict[str, Any] | None:
@@ -146,12 +152,19 @@ def serve(port: int, size: int) -> None:
          "record_file_sha256": None, "updated_at": None}
         for i in range(size) if i % 100 == 6
     ]  # fmt: skip
+    # Registrations left under a child's former (temporary) number sort after those.
+    strays = [
+        {"student_number": former_number(i), "id_number": None, "entry_year": ENTRY_YEAR,
+         "status": "registered", "school_code": "2111010501", "record_file_sha256": None,
+         "updated_at": None}
+        for i in range(size) if i % 100 == STRAY
+    ]  # fmt: skip
 
     async def roster(request: web.Request) -> web.Response:
         return page(request, roster_item, [])
 
     async def students(request: web.Request) -> web.Response:
-        return page(request, registry_item, conflicts)
+        return page(request, registry_item, conflicts + strays)
 
     app = web.Application()
     app.router.add_get(ROSTER_PATH, roster)
@@ -207,7 +220,15 @@ async def load_ledger(url: str, size: int) -> float:
                          "set_aside_reason", "last_childseq", "handoff", "first_graduated_at",
                          "handed_over_at"),
             )  # fmt: skip
-            await conn.execute("VACUUM (ANALYZE) children")
+            # Every number each child holds, as the ledger keeps them; STRAY children were
+            # renumbered from an L number (the registry still lists it).
+            await conn.execute(
+                "INSERT INTO child_numbers (student_number, child_id)"
+                " SELECT student_number, child_id FROM children"
+                " UNION ALL SELECT 'L' || substr(student_number, 2), child_id FROM children"
+                f" WHERE right(student_number, 2) = '{STRAY}'"
+            )
+            await conn.execute("VACUUM (ANALYZE) children, child_numbers")
         return time.monotonic() - start
     finally:
         await pool.close()
