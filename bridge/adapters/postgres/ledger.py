@@ -340,8 +340,7 @@ class Ledger:
         progress = Progress(
             child_id=state.child_id, derived=derived, attempts=attempts, last_error=last_error,
             retry_at=retry_at, release=retry_at is not None or not derived.has_work,
-            lease=lease, expected_events=state.record.events_folded,
-            expected_arrival=derived.arrival, calls=tuple(calls), file=file,
+            lease=lease, expected_arrival=derived.arrival, calls=tuple(calls), file=file,
         )  # fmt: skip
         if await self._saves.submit(progress):
             return ChildState(state.child_id, state.record, handoff, attempts)

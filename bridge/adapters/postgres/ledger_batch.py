@@ -170,13 +170,12 @@ class Progress:
     """One child's save under its lease, valid only if nothing changed under us."""
 
     child_id: int
-    derived: Derived
+    derived: Derived  # its events_folded is the guard's "no event arrived meanwhile"
     attempts: int
     last_error: str | None
     retry_at: dt.datetime | None
     release: bool  # give the lease back (done, or waiting for a retry)
     lease: str
-    expected_events: int  # how many events the record was folded from
     expected_arrival: str  # the arrival as we hold it (JSON text)
     calls: tuple[RegistryCall, ...] = ()
     file: VerifiedFile | None = None
@@ -253,7 +252,7 @@ async def save_unchanged(conn: Connection, batch: Sequence[Progress], lease_s: f
         [x.handoff for x in d], [x.graduated for x in d], [x.handed_over for x in d],
         [p.attempts for p in batch], [p.last_error for p in batch],
         [p.retry_at for p in batch], [x.has_work for x in d], [p.release for p in batch],
-        [p.lease for p in batch], [p.expected_events for p in batch],
+        [p.lease for p in batch], [x.events_folded for x in d],
         [p.expected_arrival for p in batch], lease_s,
         [c[1] for c in calls], [c[2].operation for c in calls], [c[2].status for c in calls],
         [c[2].outcome for c in calls], [c[2].duration_ms for c in calls],
