@@ -144,6 +144,7 @@ async def _audit(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) 
             "school_code": e.school_code, "county_code": e.county_code, "action": e.action,
             "student_number": e.student_number, "target_token": e.target_token,
             "remote": e.remote, "outcome": e.outcome, "detail": e.detail,
+            "student_numbers": list(e.student_numbers),
         }
         for e in entries
     ]  # fmt: skip
@@ -151,7 +152,8 @@ async def _audit(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) 
         print(json.dumps(rows, ensure_ascii=False))
     else:
         for r in rows:
-            target = r["student_number"] or r["target_token"] or "-"
+            listed = f"{len(r['student_numbers'])} children" if r["student_numbers"] else None
+            target = r["student_number"] or listed or r["target_token"] or "-"
             print(f"{r['at']}  {r['actor']:<20} {r['action']:<18} {target:<20} {r['outcome']}")
     return 0
 

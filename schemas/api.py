@@ -104,6 +104,10 @@ class AuditEntryOut(_Out):
     remote: str | None
     outcome: str
     detail: dict[str, Any]
+    student_numbers: list[str] = Field(
+        default_factory=list,
+        description="A list page's line: every child the page showed (one line per page).",
+    )
 
 
 class AuditPage(_Out):

@@ -50,7 +50,7 @@ async def query_audit(request: web.Request) -> web.Response:
                 at=e.at, actor=e.actor, role=e.role, school_code=e.school_code,
                 county_code=e.county_code, action=e.action, student_number=e.student_number,
                 target_token=e.target_token, remote=e.remote, outcome=e.outcome,
-                detail=e.detail,
+                detail=e.detail, student_numbers=list(e.student_numbers),
             )
             for e in entries
         ]

@@ -121,6 +121,39 @@ async def test_a_school_lists_only_its_own_children(api_env: SchoolApiEnv) -> No
     assert {i["school_code"] for i in page["items"]} == {SCHOOL}
 
 
+async def test_a_list_page_is_audited_in_one_line_naming_every_child_shown(
+    api_env: SchoolApiEnv,
+) -> None:
+    await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs?limit=1000", "school")
+    page = await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs?limit=3", "school")
+    shown = [i["student_number"] for i in page.json()["items"]]
+    assert len(shown) == 3
+    token = api_env.token_ids["school"]
+
+    def newest_list_line(items: list[dict[str, object]]) -> dict[str, object]:
+        return next(e for e in items if e["action"] == "handoff.list" and e["actor"] == token)
+
+    by_token = await api_env.call("GET", f"/v1/audit?token_id={token}", "province")
+    line = newest_list_line(by_token.json()["items"])
+    assert line["student_numbers"] == shown and line["student_number"] is None
+    assert line["detail"] == {"school_code": SCHOOL, "children": 3}
+    for number in shown:  # each child's own audit trail holds the page, naming that child
+        by_child = await api_env.call("GET", f"/v1/audit?student_number={number}", "county")
+        line = newest_list_line(by_child.json()["items"])
+        assert line["student_number"] == number and line["student_numbers"] == shown
+    unshown = next(
+        c.final_student_number for c in api_env.children_of(SCHOOL)
+        if c.final_student_number not in shown
+    )  # fmt: skip
+    trail = await api_env.call("GET", f"/v1/audit?student_number={unshown}&limit=1000", "county")
+    lines = trail.json()["items"]
+    assert any(e["action"] == "handoff.list" for e in lines)  # the whole list named it
+    for e in lines:  # and the page of three, which did not, is not in its trail
+        assert e["student_number"] == unshown
+        assert not e["student_numbers"] or unshown in e["student_numbers"]
+        assert e["student_numbers"] != shown
+
+
 async def test_refused_and_granted_reads_are_audited(api_env: SchoolApiEnv) -> None:
     number = target(api_env)
     await api_env.call("GET", f"/v1/handoffs/{number}", "other_school")

@@ -27,6 +27,15 @@ class AuditEntry:
     remote: str | None
     outcome: str
     detail: dict[str, Any]
+    # A list page's line: every child the page showed (student_number is then the child
+    # asked about, or None when the log is read by token).
+    student_numbers: tuple[str, ...] = ()
+
+
+# Fixed fragments, so that each way of asking is a plan of its own that uses its index
+# (a catch-all "$1 IS NULL OR ..." gets one generic plan that scans the log backwards).
+_BY_CHILD = "(student_number = ${n} OR student_numbers @> ARRAY[${n}::text])"
+_BY_TOKEN = "(actor = ${n} OR target_token = ${n})"
 
 
 class AuditLog:
@@ -67,25 +76,28 @@ class AuditLog:
         limit: int = 100,
     ) -> list[AuditEntry]:
         """Newest first, by child or by token (or both)."""
+        where: list[str] = []
+        args: list[object] = []
+        for fragment, value in ((_BY_CHILD, student_number), (_BY_TOKEN, actor)):
+            if value is not None:
+                args.append(value)
+                where.append(fragment.format(n=len(args)))
+        args.append(limit)
         rows = await self._pool.fetch(
-            "SELECT * FROM audit_log WHERE ($1::text IS NULL OR student_number = $1)"
-            " AND ($2::text IS NULL OR actor = $2 OR target_token = $2)"
-            " ORDER BY id DESC LIMIT $3",
-            student_number, actor, limit,
-        )  # fmt: skip
-        return [
-            AuditEntry(
-                r["at"],
-                r["actor"],
-                r["role"],
-                r["school_code"],
-                r["county_code"],
-                r["action"],
-                r["student_number"],
-                r["target_token"],
-                r["remote"],
-                r["outcome"],
-                json.loads(r["detail"]),
-            )
-            for r in rows
-        ]
+            f"SELECT * FROM audit_log WHERE {' AND '.join(where) or 'true'}"
+            f" ORDER BY id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return [_entry(r, student_number) for r in rows]
+
+
+def _entry(row: asyncpg.Record, asked_about: str | None) -> AuditEntry:
+    numbers = tuple(row["student_numbers"] or ())
+    about = row["student_number"]
+    if about is None and asked_about is not None and asked_about in numbers:
+        about = asked_about
+    return AuditEntry(
+        row["at"], row["actor"], row["role"], row["school_code"], row["county_code"],
+        row["action"], about, row["target_token"], row["remote"], row["outcome"],
+        json.loads(row["detail"]), numbers,
+    )  # fmt: skip

@@ -1,10 +1,10 @@
 """What schools and operators read, kept: receipts, pulls and audit lines, group-committed.
 
-Every download leaves a receipt and an audit line, and a list leaves an audit line per
-child. Written one request at a time, that bookkeeping was a statement and a commit per
-request, one of the hot path's largest costs. Here the entries of all requests waiting at
-one moment go out in one statement; each request still waits until its own entry is
-committed, so nothing is answered before its audit line is durable.
+Every download leaves a receipt and an audit line, and a list page one audit line naming
+every child it showed. Written one request at a time, that bookkeeping was a statement
+and a commit per request, one of the hot path's largest costs. Here the entries of all
+requests waiting at one moment go out in one statement; each request still waits until
+its own entry is committed, so nothing is answered before its audit line is durable.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ _ABOUT_THE_ROWS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class AuditLine:
-    """One audit_log row about a child (or about no child, e.g. a malformed number)."""
+    """One audit_log row about a child (or about no child, e.g. a malformed number), or,
+    with *student_numbers*, about every child a list page showed."""
 
     principal: Principal
     action: str
@@ -43,6 +44,7 @@ class AuditLine:
     student_number: str | None
     remote: str | None
     detail: dict[str, Any] = field(default_factory=dict)
+    student_numbers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,17 +87,20 @@ pulls AS (
     SELECT * FROM unnest($14::bigint[], $15::text[], $16::text[])
     ON CONFLICT (child_id, school_code, sha256) DO UPDATE SET last_pulled_at = now())
 INSERT INTO audit_log (actor, role, school_code, county_code, action, student_number,
-    remote, outcome, detail)
-SELECT a, r, s, c, act, n, rem, o, d::jsonb
+    remote, outcome, detail, student_numbers)
+SELECT a, r, s, c, act, n, rem, o, d::jsonb, string_to_array(ns, ',')
   FROM unnest($17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
-              $22::text[], $23::text[], $24::text[], $25::text[])
-       AS u(a, r, s, c, act, n, rem, o, d)
+              $22::text[], $23::text[], $24::text[], $25::text[], $26::text[])
+       AS u(a, r, s, c, act, n, rem, o, d, ns)
 """
+# A text[] per row cannot go through unnest (it flattens arrays of arrays): each line's
+# numbers travel joined, and student numbers never hold a comma.
+_NUMBERS_SEPARATOR = ","
 
 
 def _arguments(entries: Sequence[ReadEntry]) -> list[list[Any]]:
     receipts: list[list[Any]] = [[] for _ in range(13)]
-    audit: list[list[Any]] = [[] for _ in range(9)]
+    audit: list[list[Any]] = [[] for _ in range(10)]
     # One row per key: ON CONFLICT DO UPDATE may not touch a row twice in one statement.
     # Sorted, so that two instances' batches lock shared rows in the same order.
     pulled = sorted({e.pulled for e in entries if e.pulled is not None})
@@ -115,6 +120,7 @@ def _arguments(entries: Sequence[ReadEntry]) -> list[list[Any]]:
                 p.token_id, p.role.value, p.school_code, p.county_code, line.action,
                 line.student_number, line.remote, line.outcome,
                 orjson.dumps(line.detail).decode(),
+                _NUMBERS_SEPARATOR.join(line.student_numbers) if line.student_numbers else None,
             )  # fmt: skip
             for column, value in zip(audit, values, strict=True):
                 column.append(value)
