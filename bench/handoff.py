@@ -52,6 +52,7 @@ from bench.common import (
     settle_database,
     wait_http_ok,
 )
+from bench.reconcile import load_ledger
 from consumers.topology import TopologyNames, declare
 from simulator.cohort import Cohort, generate_cohort
 from simulator.publisher import CONTENT_TYPE, EventPublisher, event_message, seed_cohort
@@ -72,6 +73,7 @@ class Options:
     uvloop: bool
     systems: tuple[str, ...] = SYSTEMS
     bridge_settings: dict[str, str] = field(default_factory=dict)
+    ledger_holds: int = 0  # children in the bridge's ledger before it starts
 
 
 @dataclass
@@ -145,6 +147,9 @@ class Bench:
     async def start_bridge(self, names: TopologyNames) -> tuple[Child, str]:
         database_url = await create_database("xueji_bench_bridge")
         self.dbs.append(database_url)
+        if self.opts.ledger_holds:
+            # A province's ledger after earlier cohorts: do its size or indexes slow this one?
+            await load_ledger(database_url, self.opts.ledger_holds)
         port = free_port()
         settings = {
             "database_url": database_url,
@@ -446,11 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="extra bridge setting (BRIDGE_KEY), e.g. --set db_pool_size=30",
     )  # fmt: skip
+    parser.add_argument(
+        "--ledger-holds", type=int, default=0, metavar="N",
+        help="children already in the bridge's ledger when it starts (bench/reconcile.py's"
+        " synthetic cohort, in every state), to see the hand-over at a province's scale",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
     opts = Options(
         args.n, args.runs, args.latency_n, args.prefetch, args.concurrency, args.uvloop,
-        tuple(args.systems.split(",")), extra,
+        tuple(args.systems.split(",")), extra, args.ledger_holds,
     )  # fmt: skip
     asyncio.run(main_async(opts))
     return 0
