@@ -291,8 +291,7 @@ async def list_handoffs(request: web.Request) -> web.Response:
     if rows:  # one line for the page, naming every child on it
         shown = AuditLine(
             principal, "handoff.list", "ok", None, remote_of(request),
-            {"school_code": school_code, "children": len(rows)},
-            student_numbers=tuple(r.student_number for r in rows),
+            {"school_code": school_code}, student_numbers=tuple(r.student_number for r in rows),
         )  # fmt: skip
         await api.book.keep(ReadEntry(audit=(shown,)))
     return response

@@ -136,7 +136,7 @@ async def test_a_list_page_is_audited_in_one_line_naming_every_child_shown(
     by_token = await api_env.call("GET", f"/v1/audit?token_id={token}", "province")
     line = newest_list_line(by_token.json()["items"])
     assert line["student_numbers"] == shown and line["student_number"] is None
-    assert line["detail"] == {"school_code": SCHOOL, "children": 3}
+    assert line["detail"] == {"school_code": SCHOOL}
     for number in shown:  # each child's own audit trail holds the page, naming that child
         by_child = await api_env.call("GET", f"/v1/audit?student_number={number}", "county")
         line = newest_list_line(by_child.json()["items"])
@@ -151,7 +151,6 @@ async def test_a_list_page_is_audited_in_one_line_naming_every_child_shown(
     for e in lines:  # and the page of three, which did not, is not in its trail
         assert e["student_number"] == unshown
         assert not e["student_numbers"] or unshown in e["student_numbers"]
-        assert e["student_numbers"] != shown
 
 
 async def test_refused_and_granted_reads_are_audited(api_env: SchoolApiEnv) -> None:
