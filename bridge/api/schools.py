@@ -384,8 +384,9 @@ def add_school_api(app: web.Application, bridge: Bridge) -> None:
     from bridge.api.downloads import get_record_file, get_record_files_zip
 
     book = ReadBook(bridge.pool)
+    pulls = SchoolPulls(bridge.pool)
     app[SCHOOL_API] = SchoolApi(
-        SchoolPulls(bridge.pool),
+        pulls,
         bridge.files,
         bridge.ledger,
         bridge.audit,
@@ -396,7 +397,8 @@ def add_school_api(app: web.Application, bridge: Bridge) -> None:
 
     async def close_book(app: web.Application) -> AsyncIterator[None]:
         yield
-        await book.aclose()  # after the last request, before the pool closes
+        await pulls.aclose()  # after the last request, before the pool closes
+        await book.aclose()
 
     app.cleanup_ctx.append(close_book)
     app.router.add_get("/v1/schools/{school_code}/handoffs", list_handoffs, allow_head=False)

@@ -36,9 +36,6 @@ touch AS (
        AND NOT (t.revoked OR t.sealed OR t.overdue)
        AND (a.last_used_at IS NULL OR a.last_used_at < now() - $4::interval))
 """
-# A condition on `t` (in a query built on TOKEN_CTE) that holds only for a token admit()
-# may accept: nothing a token could see comes back for a token it refuses.
-TOKEN_ADMITTED = "t.secret_hash = $2 AND NOT (t.revoked OR t.sealed OR t.overdue)"
 
 
 @dataclass(frozen=True, slots=True)

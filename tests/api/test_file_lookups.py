@@ -1,0 +1,101 @@
+"""Downloads waiting at one moment share one lookup statement, each with its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bridge.adapters.postgres.school_pulls import SchoolPulls
+from bridge.api.app import create_app
+from bridge.api.schools import SCHOOL_API
+from bridge.domain.access import Role
+from tests.support.school_api import SCHOOL, SchoolApiEnv
+
+pytestmark = pytest.mark.live
+
+
+@contextlib.asynccontextmanager
+async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolPulls]]:
+    """An app of its own, so that its lookup statements can be counted."""
+    app = create_app(api_env.bridge)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", app[SCHOOL_API].pulls
+    finally:
+        await runner.cleanup()
+
+
+def forged(token: str) -> str:
+    return token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+
+
+async def test_downloads_at_once_share_lookups_and_each_gets_only_its_own_answer(
+    api_env: SchoolApiEnv,
+) -> None:
+    children = [c for c in api_env.children_of(SCHOOL) if c.record_file is not None]
+    assert len(children) >= 5
+    own, other = api_env.tokens["school"], api_env.tokens["other_school"]
+    province = api_env.tokens["province"]
+    # Per child: its school (the file), a school it is not at (404), a forged secret of
+    # its school's token (401), the province (the file): all in the same batches.
+    asked = [
+        (child, token, expected)
+        for child in children
+        for token, expected in ((own, 200), (other, 404), (forged(own), 401), (province, 200))
+    ]
+    async with own_app(api_env) as (url, pulls), aiohttp.ClientSession() as session:
+
+        async def download(number: str, token: str) -> tuple[int, bytes]:
+            async with session.get(
+                f"{url}/v1/handoffs/{number}/record-file",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r:
+                return r.status, await r.read()
+
+        before = pulls.lookup_batches
+        answers = await asyncio.gather(
+            *(download(child.final_student_number, token) for child, token, _ in asked)
+        )
+        statements = pulls.lookup_batches - before
+    for (child, _, expected), (status, body) in zip(asked, answers, strict=True):
+        assert status == expected
+        if expected == 200:
+            assert body == child.record_file
+        else:
+            assert child.record_file not in body
+    assert statements < len(asked) / 2
+
+
+async def test_a_download_does_not_wait_for_a_transaction_holding_its_token(
+    api_env: SchoolApiEnv,
+) -> None:
+    bridge = api_env.bridge
+    issued = await bridge.tokens.issue(Role.SCHOOL, school_code=SCHOOL, label="held token")
+    stale = await bridge.pool.fetchval(
+        "UPDATE api_tokens SET last_used_at = now() - interval '2 minutes'"
+        " WHERE token_id = $1 RETURNING last_used_at", issued.token_id,
+    )  # fmt: skip
+    child = next(c for c in api_env.children_of(SCHOOL) if c.record_file is not None)
+    path = f"/v1/handoffs/{child.final_student_number}/record-file"
+    async with bridge.pool.acquire() as holder, holder.transaction():
+        # Say an operator's revoke, or another instance's touch, has the row: the download
+        # must neither wait for it nor write last use over it.
+        await holder.execute(
+            "SELECT 1 FROM api_tokens WHERE token_id = $1 FOR UPDATE", issued.token_id
+        )
+        answer = await asyncio.wait_for(api_env.call("GET", path, issued.token), 5)
+        assert answer.status == 200 and answer.body == child.record_file
+    info = await bridge.tokens.get(issued.token_id)
+    assert info is not None and info.last_used_at == stale
+    assert (await api_env.call("GET", path, issued.token)).status == 200
+    info = await bridge.tokens.get(issued.token_id)
+    assert info is not None and info.last_used_at is not None and info.last_used_at > stale
