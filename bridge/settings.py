@@ -35,7 +35,6 @@ class Settings(BaseSettings):
     poll_interval_s: float = 1.0
     lease_s: float = 60.0
     db_pool_size: int = 20
-    list_concurrency: int = Field(default=4, ge=1)  # school list pages built at once
     registry_connect_timeout_s: float = 3.0
     registry_read_timeout_s: float = 10.0
     registry_total_timeout_s: float = 30.0

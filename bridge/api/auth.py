@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-import asyncpg
 from aiohttp import web
 
 from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.tokens import PresentedToken, TokenStore, present
+from bridge.adapters.postgres.tokens import PresentedToken, TokenRow, TokenStore, present
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
 from bridge.errors import AccessDenied, Forbidden, TokenSealed, Unauthenticated
@@ -40,9 +39,7 @@ def bearer(request: web.Request) -> PresentedToken:
         raise denied(exc) from None
 
 
-async def admit(
-    request: web.Request, row: asyncpg.Record | None, presented: PresentedToken
-) -> Principal:
+async def admit(request: web.Request, row: TokenRow | None, presented: PresentedToken) -> Principal:
     """The principal of a token row read with TOKEN_CTE; 401 problem (seals audited)."""
     try:
         principal = await request.app[TOKENS].admit(row, presented)
@@ -58,7 +55,7 @@ async def admit(
         raise denied(exc) from None
     request[_PRINCIPAL] = principal
     if row is not None:
-        request[_CHECKED_AT] = row["db_now"]
+        request[_CHECKED_AT] = row.db_now
     return principal
 
 

@@ -18,7 +18,8 @@ from typing import IO, cast
 import orjson
 from aiohttp import web
 
-from bridge.adapters.postgres.school_pulls import ChildFile, ChildView, ListQuery
+from bridge.adapters.postgres.school_lookups import ChildFile
+from bridge.adapters.postgres.school_pulls import ChildView, ListQuery
 from bridge.adapters.postgres.school_reads import AuditLine, ReadEntry, Receipt
 from bridge.api.auth import admit, authenticate, bearer, remote_of
 from bridge.api.problems import problem
@@ -125,7 +126,8 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     """`GET /v1/handoffs/{student_number}/record-file`.
 
     The hot path of the school API: token, scope, file metadata and (for a file up to
-    CHUNK_BYTES) the bytes come in one query, and the bookkeeping is group-committed.
+    CHUNK_BYTES) the bytes come in one query shared with the downloads waiting at that
+    moment, and the bookkeeping is group-committed.
     """
     presented = bearer(request)
     number = request.match_info["student_number"]
@@ -133,7 +135,7 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     # A conditional request usually ends in 304: do not fetch bytes it will not send.
     inline_max = 0 if "If-None-Match" in request.headers else CHUNK_BYTES
     api = request.app[SCHOOL_API]
-    found = await api.pulls.file_for(
+    found = await api.lookups.file_for(
         presented, number if well_formed else None, inline_max=inline_max
     )
     principal = await admit(request, found.token, presented)

@@ -6,7 +6,6 @@ exactly like a child that does not exist: numbers cannot be probed.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -22,9 +21,10 @@ from pydantic import ValidationError
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.record_files import RecordFileStore
+from bridge.adapters.postgres.school_lookups import SchoolLookups
 from bridge.adapters.postgres.school_pulls import ChildView, ListQuery, SchoolPulls
 from bridge.adapters.postgres.school_reads import AuditLine, ReadBook, ReadEntry
-from bridge.api.auth import authenticate, checked_at, remote_of, require
+from bridge.api.auth import admit, authenticate, bearer, checked_at, remote_of, require
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
 from bridge.domain.handoff import Arrival, SetAsideReason
@@ -82,10 +82,7 @@ class SchoolApi:
     audit: AuditLog
     wake_worker: Callable[[], None]
     book: ReadBook  # receipts and audit lines of file downloads and lists, group-committed
-    # A list page is the school API's costly request. When every school's nightly job
-    # lists at once, building them all together slows each one and every download in
-    # between (all finish late); a few at a time, they finish in arrival order instead.
-    list_slots: asyncio.Semaphore
+    lookups: SchoolLookups  # downloads' and lists' reads with their token checks, batched
 
 
 SCHOOL_API = web.AppKey("school_api", SchoolApi)
@@ -271,23 +268,28 @@ def json_body(
 # --- handlers -----------------------------------------------------------------------------
 async def list_handoffs(request: web.Request) -> web.Response:
     """`GET /v1/schools/{school_code}/handoffs`."""
-    principal = await authenticate(request)
+    presented = bearer(request)
     school_code = request.match_info["school_code"]
-    school_in_scope(principal, school_code)
-    query = list_query(request, school_code)
+    try:
+        query = list_query(request, school_code)
+    except web.HTTPException:
+        # A bad token or a school out of scope is said first, as on every endpoint.
+        school_in_scope(await authenticate(request), school_code)
+        raise
     api = request.app[SCHOOL_API]
-    # The token was checked just before the list is read: its clock is a safe as_of.
+    found = await api.lookups.list_for(presented, query)
+    principal = await admit(request, found.token, presented)
+    school_in_scope(principal, school_code)
+    # The token was checked in the statement that read the list: its clock is a safe as_of.
     as_of = checked_at(request) - SINCE_OVERLAP
-    async with api.list_slots:
-        rows = await api.pulls.school_children(principal, query)
-        more = len(rows) > query.limit
-        rows = rows[: query.limit]
-        page = HandoffPage(
-            items=[item(principal, r) for r in rows],
-            next_cursor=encode_cursor(rows[-1].child_id) if more and rows else None,
-            as_of=as_of,
-        )
-        response = json_body(page)
+    more = len(found.children) > query.limit
+    rows = found.children[: query.limit]
+    page = HandoffPage(
+        items=[item(principal, r) for r in rows],
+        next_cursor=encode_cursor(rows[-1].child_id) if more and rows else None,
+        as_of=as_of,
+    )
+    response = json_body(page)
     if rows:  # one line for the page, naming every child on it
         shown = AuditLine(
             principal, "handoff.list", "ok", None, remote_of(request),
@@ -384,20 +386,20 @@ def add_school_api(app: web.Application, bridge: Bridge) -> None:
     from bridge.api.downloads import get_record_file, get_record_files_zip
 
     book = ReadBook(bridge.pool)
-    pulls = SchoolPulls(bridge.pool)
+    lookups = SchoolLookups(bridge.pool)
     app[SCHOOL_API] = SchoolApi(
-        pulls,
+        SchoolPulls(bridge.pool),
         bridge.files,
         bridge.ledger,
         bridge.audit,
         bridge.worker.wake,
         book,
-        asyncio.Semaphore(bridge.settings.list_concurrency),
+        lookups,
     )
 
     async def close_book(app: web.Application) -> AsyncIterator[None]:
         yield
-        await pulls.aclose()  # after the last request, before the pool closes
+        await lookups.aclose()  # after the last request, before the pool closes
         await book.aclose()
 
     app.cleanup_ctx.append(close_book)

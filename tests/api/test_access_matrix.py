@@ -199,3 +199,22 @@ async def test_a_token_past_180_days_is_sealed_on_its_next_use_and_that_is_audit
     assert (answer.status, answer.json()["code"]) == (401, "token_sealed")
     entries = await bridge.audit.query(actor=issued.token_id)
     assert [(e.action, e.actor) for e in entries] == [("token.seal", "system:auth")]
+
+
+@pytest.mark.parametrize(
+    ("who", "school", "query", "status", "code"),
+    [
+        ("bad", SCHOOL, "limit=0", 401, "unauthenticated"),
+        ("sealed", SCHOOL, "cursor=nonsense", 401, "token_sealed"),
+        ("other_school", SCHOOL, "limit=0", 404, "not_found"),
+        ("school", SCHOOL, "limit=0", 400, "invalid_parameter"),
+        ("school", SCHOOL, "state=lost", 400, "invalid_parameter"),
+        ("school", SCHOOL, "cursor=nonsense", 400, "invalid_cursor"),
+        ("school", SCHOOL, "since=2026-09-01T00:00:00", 400, "invalid_parameter"),
+    ],
+)
+async def test_a_list_says_who_may_ask_before_what_is_wrong_with_the_question(
+    api_env: SchoolApiEnv, who: str, school: str, query: str, status: int, code: str
+) -> None:
+    answer = await api_env.call("GET", f"/v1/schools/{school}/handoffs?{query}", who)
+    assert (answer.status, answer.json()["code"]) == (status, code)

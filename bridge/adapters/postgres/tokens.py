@@ -70,6 +70,32 @@ class TokenInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRow:
+    """A token as TOKEN_CTE's `t` reads it, for TokenStore.admit to decide on."""
+
+    token_id: str
+    role: str
+    school_code: str | None
+    county_code: str | None
+    secret_hash: str
+    revoked: bool
+    sealed: bool
+    overdue: bool
+    db_now: dt.datetime  # the database's clock when the token was read
+
+    @classmethod
+    def of(cls, row: asyncpg.Record, prefix: str = "") -> TokenRow | None:
+        """From a row holding `t`'s columns (under *prefix*); None if it holds no token."""
+        if row[f"{prefix}token_id"] is None:
+            return None
+        return cls(*(row[f"{prefix}{name}"] for name in TOKEN_COLUMNS))
+
+
+# TokenRow's fields: the columns of `t` that a statement built on TOKEN_CTE returns.
+TOKEN_COLUMNS = tuple(TokenRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
 class PresentedToken:
     """A bearer token as presented: its id and the hash of its secret."""
 
@@ -199,26 +225,24 @@ class TokenStore:
         presented = present(token)
         return await self.admit(await self.token_row(presented), presented)
 
-    async def token_row(self, presented: PresentedToken) -> asyncpg.Record | None:
+    async def token_row(self, presented: PresentedToken) -> TokenRow | None:
         """The token's row for admit(), read (and touched, if due) in one round trip."""
-        row: asyncpg.Record | None = await self._pool.fetchrow(
-            f"WITH {TOKEN_CTE} SELECT * FROM t", *token_args(presented)
-        )
-        return row
+        row = await self._pool.fetchrow(f"WITH {TOKEN_CTE} SELECT * FROM t", *token_args(presented))
+        return TokenRow.of(row) if row is not None else None
 
-    async def admit(self, row: asyncpg.Record | None, presented: PresentedToken) -> Principal:
+    async def admit(self, row: TokenRow | None, presented: PresentedToken) -> Principal:
         """Decide on a token from its row as read by TOKEN_CTE (`t`).
 
         Sealing is decided here too, so a token past 180 days is refused even before the
         periodic sealing job has run.
         """
-        if row is None or row["revoked"]:
+        if row is None or row.revoked:
             raise Unauthenticated("unknown or revoked token")
-        if not hmac.compare_digest(row["secret_hash"], presented.secret_hash):
+        if not hmac.compare_digest(row.secret_hash, presented.secret_hash):
             raise Unauthenticated("unknown or revoked token")
-        if row["sealed"]:
+        if row.sealed:
             raise TokenSealed(_SEALED_MESSAGE)
-        if row["overdue"]:
+        if row.overdue:
             # Conditional, so that of two requests racing here only one seals (and audits).
             sealed_now = await self._pool.fetchval(
                 "UPDATE api_tokens SET sealed_at = now() WHERE token_id = $1"
@@ -227,4 +251,4 @@ class TokenStore:
                 presented.token_id, SEAL_AFTER,
             )  # fmt: skip
             raise TokenSealed(_SEALED_MESSAGE, sealed_now=sealed_now)
-        return _principal(row)
+        return Principal(row.token_id, Role(row.role), row.school_code, row.county_code)

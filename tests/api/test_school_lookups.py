@@ -1,4 +1,4 @@
-"""Downloads waiting at one moment share one lookup statement, each with its own answer."""
+"""Downloads and list pages waiting at one moment share a statement, each with its own answer."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bridge.adapters.postgres.school_pulls import SchoolPulls
+from bridge.adapters.postgres.school_lookups import SchoolLookups
 from bridge.api.app import create_app
 from bridge.api.schools import SCHOOL_API
 from bridge.domain.access import Role
-from tests.support.school_api import SCHOOL, SchoolApiEnv
+from tests.support.school_api import SAME_COUNTY_SCHOOL, SCHOOL, SchoolApiEnv
 
 pytestmark = pytest.mark.live
 
 
 @contextlib.asynccontextmanager
-async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolPulls]]:
+async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolLookups]]:
     """An app of its own, so that its lookup statements can be counted."""
     app = create_app(api_env.bridge)
     runner = web.AppRunner(app, access_log=None)
@@ -29,7 +29,7 @@ async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolPulls
     await site.start()
     host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{host}:{port}", app[SCHOOL_API].pulls
+        yield f"http://{host}:{port}", app[SCHOOL_API].lookups
     finally:
         await runner.cleanup()
 
@@ -52,7 +52,7 @@ async def test_downloads_at_once_share_lookups_and_each_gets_only_its_own_answer
         for child in children
         for token, expected in ((own, 200), (other, 404), (forged(own), 401), (province, 200))
     ]
-    async with own_app(api_env) as (url, pulls), aiohttp.ClientSession() as session:
+    async with own_app(api_env) as (url, lookups), aiohttp.ClientSession() as session:
 
         async def download(number: str, token: str) -> tuple[int, bytes]:
             async with session.get(
@@ -61,11 +61,11 @@ async def test_downloads_at_once_share_lookups_and_each_gets_only_its_own_answer
             ) as r:
                 return r.status, await r.read()
 
-        before = pulls.lookup_batches
+        before = lookups.statements
         answers = await asyncio.gather(
             *(download(child.final_student_number, token) for child, token, _ in asked)
         )
-        statements = pulls.lookup_batches - before
+        statements = lookups.statements - before
     for (child, _, expected), (status, body) in zip(asked, answers, strict=True):
         assert status == expected
         if expected == 200:
@@ -99,3 +99,48 @@ async def test_a_download_does_not_wait_for_a_transaction_holding_its_token(
     assert (await api_env.call("GET", path, issued.token)).status == 200
     info = await bridge.tokens.get(issued.token_id)
     assert info is not None and info.last_used_at is not None and info.last_used_at > stale
+
+
+async def test_lists_at_once_share_statements_and_each_gets_only_what_its_token_may_see(
+    api_env: SchoolApiEnv,
+) -> None:
+    tokens = api_env.tokens
+    mine = {c.final_student_number for c in api_env.children_of(SCHOOL)}
+    theirs = {c.final_student_number for c in api_env.children_of(SAME_COUNTY_SCHOOL)}
+    assert mine and theirs
+    # (token, school listed, page size): the answer expected of each, all asked at once.
+    asked = [
+        ("school", SCHOOL, 1000, 200, mine),
+        ("other_school", SAME_COUNTY_SCHOOL, 1000, 200, theirs),
+        ("other_school", SCHOOL, 1000, 404, None),  # not its school
+        ("county", SCHOOL, 1000, 200, mine),
+        ("other_county", SCHOOL, 1000, 200, set()),  # a school outside its county: no one
+        ("province", SAME_COUNTY_SCHOOL, 1000, 200, theirs),
+        ("bad", SCHOOL, 1000, 401, None),
+        ("sealed", SCHOOL, 1000, 401, None),
+        ("school", SCHOOL, 2, 200, None),  # the first page of two, and a cursor
+    ] * 3
+    async with own_app(api_env) as (url, lookups), aiohttp.ClientSession() as session:
+
+        async def listed(who: str, school: str, limit: int) -> tuple[int, dict[str, object]]:
+            async with session.get(
+                f"{url}/v1/schools/{school}/handoffs?limit={limit}",
+                headers={"Authorization": f"Bearer {tokens[who]}"},
+            ) as r:
+                return r.status, await r.json()
+
+        before = lookups.statements
+        answers = await asyncio.gather(*(listed(w, s, n) for w, s, n, _, _ in asked))
+        statements = lookups.statements - before
+    for (who, _, limit, status, numbers), (got, body) in zip(asked, answers, strict=True):
+        assert got == status, (who, body)
+        if status != 200:
+            continue
+        items = body["items"]
+        assert isinstance(items, list)
+        shown = {i["student_number"] for i in items}
+        if numbers is not None:
+            assert shown == numbers and body["next_cursor"] is None
+        else:
+            assert len(shown) == limit and shown <= mine and body["next_cursor"]
+    assert statements < len(asked) / 2

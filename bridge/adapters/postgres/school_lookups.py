@@ -1,0 +1,272 @@
+"""The school API's hot reads, each with its token check, shared by concurrent requests.
+
+A download and a list page each need the token checked and the children read. As a
+statement (two, for a list) per request, the round trips cost more than the reads: a
+wake-up of PostgreSQL and of the driver per request, and on a small machine those
+wake-ups were a quarter of the bridge's time. Here the requests waiting at one moment go
+out as one statement (GroupCommit), which checks each request's own token, touches the
+tokens used, and reads what each request may see and nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from bridge.adapters.group_commit import GroupCommit
+from bridge.adapters.postgres.school_pulls import (
+    CHILD_VIEW,
+    TOKEN_SCOPE,
+    ChildView,
+    ListQuery,
+    view_of,
+)
+from bridge.adapters.postgres.tokens import TOKEN_COLUMNS, PresentedToken, TokenRow
+from bridge.domain.access import LAST_USED_RESOLUTION, SEAL_AFTER
+
+# The requests as `r` (one row each, numbered `i`), their tokens as `t`: TOKEN_CTE's row,
+# one per request whose token exists. $1 and $2 are the token ids and the sha256 of the
+# secrets presented; $3 SEAL_AFTER and $4 LAST_USED_RESOLUTION; {requests} the request's
+# own columns as `unnest` arguments and names.
+# The arrays sit behind sub-selects so that the statement keeps one plan: given bare
+# arrays, each execution's custom plan knows the batch's length, costs less than the
+# generic plan and wins, so PostgreSQL planned every batch afresh. That took 0.45 ms, as
+# long as looking up ten files (0.73 ms for a batch of one download against 0.25 ms on the
+# cached plan; 0.094 against 0.053 ms a file in batches of ten).
+# `touch` moves last_used_at as TOKEN_CTE does, but skips a token whose row another
+# transaction holds: that one is touching it (or revoking it) already, and a batch that
+# waited for it would hold up everyone's requests, or deadlock with another instance's
+# batch locking the same tokens in another order.
+_REQUESTS_AND_TOKENS = """
+WITH r AS (
+    SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), {arrays}) WITH ORDINALITY
+        AS r(token_id, presented_hash, {columns}, i)),
+t AS (
+    SELECT r.i, a.token_id, a.role, a.school_code, a.county_code, a.secret_hash,
+           a.revoked_at IS NOT NULL AS revoked, a.sealed_at IS NOT NULL AS sealed,
+           coalesce(a.last_used_at, a.created_at) <= now() - $3::interval AS overdue,
+           now() AS db_now, a.secret_hash = r.presented_hash AS secret_matches
+      FROM r JOIN api_tokens a ON a.token_id = r.token_id),
+touch AS (
+    UPDATE api_tokens a SET last_used_at = now()
+     WHERE a.token_id IN (
+         SELECT b.token_id FROM api_tokens b
+          WHERE b.token_id IN (SELECT token_id FROM t
+                                WHERE secret_matches AND NOT (revoked OR sealed OR overdue))
+            AND (b.last_used_at IS NULL OR b.last_used_at < now() - $4::interval)
+            FOR UPDATE SKIP LOCKED))
+"""
+# On `t`: the token is one TokenStore.admit will accept. Nothing a token could see comes
+# back for a token it refuses.
+_ADMITTED = "t.secret_matches AND NOT (t.revoked OR t.sealed OR t.overdue)"
+# The token's columns (TokenRow), prefixed: a child has a school_code too.
+_TOKEN_SELECT = ", ".join(f"t.{c} AS t_{c}" for c in TOKEN_COLUMNS)
+
+
+def _requests(arrays: Sequence[str], columns: Sequence[str]) -> str:
+    return _REQUESTS_AND_TOKENS.format(
+        arrays=", ".join(f"(SELECT {a})" for a in arrays), columns=", ".join(columns)
+    )
+
+
+# Per download ($5-$6): the number asked for, and the largest file whose bytes come along.
+_FILE_LOOKUPS = f"""
+{_requests(("$5::text[]", "$6::int[]"), ("student_number", "inline_max"))}
+SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
+       f.sha256, f.size, f.media_type, f.content
+  FROM r
+  LEFT JOIN t ON t.i = r.i
+  LEFT JOIN LATERAL (
+      SELECT c.child_id, c.student_number, c.school_code,
+             c.handoff ->> 'verified_file_sha256' AS sha256
+        FROM children c
+       WHERE c.child_id = (SELECT n.child_id FROM child_numbers n
+                            WHERE n.student_number = r.student_number)
+         AND {_ADMITTED} AND {TOKEN_SCOPE}
+  ) c ON TRUE
+  LEFT JOIN LATERAL (
+      SELECT f.sha256, f.size, f.media_type,
+             CASE WHEN f.size <= r.inline_max THEN f.content END AS content
+        FROM record_files f WHERE f.sha256 = c.sha256
+  ) f ON TRUE
+ ORDER BY r.i
+"""
+
+# Per list page ($5-$10): the school, the child id it continues after, the page size, and
+# the filters (NULL when not given). A request's page is its limit + 1 rows, to tell
+# whether more follow; a request with no rows comes back as one row of its token alone.
+_LIST_LOOKUPS = f"""
+{
+    _requests(
+        (
+            "$5::text[]",
+            "$6::bigint[]",
+            "$7::int[]",
+            "$8::int[]",
+            "$9::timestamptz[]",
+            "$10::text[]",
+        ),
+        ("list_school", "after_child_id", "page_rows", "entry_year", "since", "state"),
+    )
+}
+SELECT r.i, {_TOKEN_SELECT}, q.*
+  FROM r
+  LEFT JOIN t ON t.i = r.i
+  LEFT JOIN LATERAL (
+      SELECT * FROM ({
+    CHILD_VIEW.format(
+        where=f'''
+            c.school_code = r.list_school AND c.child_id > r.after_child_id
+            AND (r.entry_year IS NULL OR c.entry_year = r.entry_year)
+            AND (r.since IS NULL OR c.school_visible_at >= r.since)
+            AND {_ADMITTED} AND {TOKEN_SCOPE}'''
+    )
+}) q
+       WHERE r.state IS NULL OR q.state = r.state
+       ORDER BY q.child_id LIMIT r.page_rows
+  ) q ON TRUE
+ ORDER BY r.i, q.child_id
+"""
+
+# Enough for 200 schools' requests at once. The small files' bytes of a batch are in
+# memory together (at most this many times the inline limit), as they were when each
+# request fetched its own.
+MAX_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ChildFile:
+    """A child's record file as a download needs it; *content* only for a small file."""
+
+    child_id: int
+    student_number: str
+    school_code: str | None
+    sha256: str | None
+    size: int | None
+    media_type: str | None
+    content: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileLookup:
+    """The token's row (for TokenStore.admit) and, if it may see it, the child's file."""
+
+    token: TokenRow | None
+    child: ChildFile | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListLookup:
+    """The token's row (for TokenStore.admit) and the page's children it may see (limit + 1
+    at most, to tell whether more follow)."""
+
+    token: TokenRow | None
+    children: list[ChildView]
+
+
+@dataclass(frozen=True, slots=True)
+class _FileRequest:
+    presented: PresentedToken
+    student_number: str | None
+    inline_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ListRequest:
+    presented: PresentedToken
+    query: ListQuery
+
+
+def _file(row: asyncpg.Record) -> FileLookup:
+    if row["child_id"] is None:
+        return FileLookup(TokenRow.of(row, "t_"), None)
+    child = ChildFile(
+        row["child_id"], row["student_number"], row["school_code"], row["sha256"],
+        row["size"], row["media_type"], row["content"],
+    )  # fmt: skip
+    return FileLookup(TokenRow.of(row, "t_"), child)
+
+
+def _token_arrays(presented: Sequence[PresentedToken]) -> list[Any]:
+    return [
+        [p.token_id for p in presented],
+        [p.secret_hash for p in presented],
+        SEAL_AFTER,
+        LAST_USED_RESOLUTION,
+    ]
+
+
+class SchoolLookups:
+    """Downloads' and list pages' reads, each request's token checked in the same statement.
+
+    One statement of each kind is out at a time and what arrives meanwhile forms the next
+    (GroupCommit, which here batches reads): a lone request waits for nothing but its own
+    read, and under load the batches grow. One at a time measured best: 5,000-5,100 req/s
+    against 4,300-4,600 with two (200 schools, closed loop, 2 cores).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, *, max_batch: int = MAX_BATCH) -> None:
+        self._pool = pool
+        self.statements = 0  # batches read so far (for tests and benchmarks)
+        self._files: GroupCommit[_FileRequest, FileLookup] = GroupCommit(
+            self._read_files, max_batch=max_batch, on_batch=self._count, name="file lookups"
+        )
+        self._lists: GroupCommit[_ListRequest, ListLookup] = GroupCommit(
+            self._read_lists, max_batch=max_batch, on_batch=self._count, name="list lookups"
+        )
+
+    def _count(self, size: int) -> None:
+        self.statements += 1
+
+    async def file_for(
+        self, presented: PresentedToken, student_number: str | None, *, inline_max: int
+    ) -> FileLookup:
+        """The token's row, and the child's file metadata and (up to *inline_max* bytes)
+        content if the token passes and its scope covers the child. The caller must still
+        admit the token before going on."""
+        return await self._files.submit(_FileRequest(presented, student_number, inline_max))
+
+    async def list_for(self, presented: PresentedToken, query: ListQuery) -> ListLookup:
+        """The token's row, and one page of the school's children if the token passes and
+        its scope covers them. The caller must still admit the token before going on."""
+        return await self._lists.submit(_ListRequest(presented, query))
+
+    async def _read_files(self, requests: Sequence[_FileRequest]) -> list[FileLookup]:
+        rows = await self._pool.fetch(
+            _FILE_LOOKUPS,
+            *_token_arrays([r.presented for r in requests]),
+            [r.student_number for r in requests],
+            [r.inline_max for r in requests],
+        )
+        return [_file(row) for row in rows]
+
+    async def _read_lists(self, requests: Sequence[_ListRequest]) -> list[ListLookup]:
+        queries = [r.query for r in requests]
+        rows = await self._pool.fetch(
+            _LIST_LOOKUPS,
+            *_token_arrays([r.presented for r in requests]),
+            [q.school_code for q in queries],
+            [q.after_child_id for q in queries],
+            [q.limit + 1 for q in queries],
+            [q.entry_year for q in queries],
+            [q.since for q in queries],
+            [q.state for q in queries],
+        )
+        pages: list[list[asyncpg.Record]] = [[] for _ in requests]
+        for row in rows:
+            pages[row["i"] - 1].append(row)
+        return [
+            ListLookup(
+                TokenRow.of(page[0], "t_"),
+                [view_of(row) for row in page if row["child_id"] is not None],
+            )
+            for page in pages
+        ]
+
+    async def aclose(self) -> None:
+        """Wait for the reads under way."""
+        await self._files.aclose()
+        await self._lists.aclose()
