@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
+
+log = logging.getLogger(__name__)
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_TYPE_BASE = "urn:xueji:problem:"
+# What a client is told to wait before asking again while the database is away: about a
+# server restart's length.
+RETRY_AFTER_S = 5
 
 
 def problem(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
@@ -41,7 +50,9 @@ def problem(status: int, code: str, message: str, **extra: Any) -> web.HTTPExcep
 
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's own errors (404 route, 405, bad JSON) into problem+json as well."""
+    """Turn aiohttp's own errors (404 route, 405, bad JSON) into problem+json as well, and
+    so the unforeseen: the database away (503, worth retrying) and any other failure (500).
+    """
     try:
         return await handler(request)
     except web.HTTPException as exc:
@@ -51,6 +62,23 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         if "Allow" in exc.headers:  # 405 must say which methods the resource has
             refusal.headers["Allow"] = exc.headers["Allow"]
         raise refusal from None
+    except Exception as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client is gone: there is no one to answer
+        # The route's pattern, never the path (it holds student numbers), and the error's
+        # type, never its message (a driver error can quote the values it refused).
+        route = request.match_info.route.resource
+        where = f"{request.method} {route.canonical if route else '(no route)'}"
+        if isinstance(exc, DATABASE_UNAVAILABLE):
+            log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
+            unavailable = problem(
+                503, "unavailable", "the bridge's database is unavailable; try again shortly"
+            )
+            unavailable.headers["Retry-After"] = str(RETRY_AFTER_S)
+            raise unavailable from None
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("%s failed: %s\n%s", where, type(exc).__name__, frames.rstrip())
+        raise problem(500, "server_error", "the bridge could not answer; it is logged") from None
 
 
 def _code_for(status: int) -> str:

@@ -271,6 +271,8 @@ async def list_handoffs(request: web.Request) -> web.Response:
     presented = bearer(request)
     school_code = request.match_info["school_code"]
     try:
+        if not SCHOOL_FORM.match(school_code):
+            raise not_found()
         query = list_query(request, school_code)
     except web.HTTPException:
         # A bad token or a school out of scope is said first, as on every endpoint.

@@ -7,10 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
+import asyncpg
 import pytest
 from aiohttp import web
 
-from bridge.adapters.postgres.school_lookups import SchoolLookups
+from bridge.adapters.postgres.school_lookups import ListLookup, SchoolLookups
+from bridge.adapters.postgres.school_pulls import ListQuery
+from bridge.adapters.postgres.tokens import present
 from bridge.api.app import create_app
 from bridge.api.schools import SCHOOL_API
 from bridge.domain.access import Role
@@ -144,3 +147,39 @@ async def test_lists_at_once_share_statements_and_each_gets_only_what_its_token_
         else:
             assert len(shown) == limit and shown <= mine and body["next_cursor"]
     assert statements < len(asked) / 2
+
+
+async def test_a_malformed_school_code_is_refused_before_it_reaches_the_shared_statement(
+    api_env: SchoolApiEnv,
+) -> None:
+    # PostgreSQL refuses a NUL in text: sharing a statement with one must not fail the rest.
+    mine = {c.final_student_number for c in api_env.children_of(SCHOOL)}
+    headers = {"Authorization": f"Bearer {api_env.tokens['school']}"}
+    async with own_app(api_env) as (url, _), aiohttp.ClientSession(headers=headers) as session:
+
+        async def listed(school: str) -> tuple[int, dict[str, object]]:
+            async with session.get(f"{url}/v1/schools/{school}/handoffs") as r:
+                return r.status, await r.json()
+
+        answers = await asyncio.gather(*(listed(s) for s in [SCHOOL, "21110%00502", SCHOOL] * 4))
+    for status, body in answers[0::3] + answers[2::3]:
+        items = body["items"]
+        assert status == 200 and isinstance(items, list)
+        assert {i["student_number"] for i in items} == mine
+    assert {(s, b["code"]) for s, b in answers[1::3]} == {(404, "not_found")}
+
+
+async def test_a_request_the_database_refuses_fails_alone(api_env: SchoolApiEnv) -> None:
+    lookups = SchoolLookups(api_env.bridge.pool)
+    presented = present(api_env.tokens["school"])
+    mine = {c.final_student_number for c in api_env.children_of(SCHOOL)}
+    good, bad = ListQuery(school_code=SCHOOL), ListQuery(school_code="2111\x000502")
+    before = lookups.statements
+    answers = await asyncio.gather(
+        *(lookups.list_for(presented, q) for q in [good, bad, good] * 3), return_exceptions=True
+    )
+    for answer in answers[0::3] + answers[2::3]:
+        assert isinstance(answer, ListLookup) and answer.token is not None
+        assert {c.student_number for c in answer.children} == mine
+    assert all(isinstance(a, asyncpg.DataError) for a in answers[1::3])
+    assert lookups.statements - before < len(answers)  # they did share, then read alone

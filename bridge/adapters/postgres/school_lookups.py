@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from bridge.adapters.group_commit import GroupCommit
+from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.adapters.postgres.school_pulls import (
     CHILD_VIEW,
     TOKEN_SCOPE,
@@ -211,12 +212,16 @@ class SchoolLookups:
     def __init__(self, pool: asyncpg.Pool, *, max_batch: int = MAX_BATCH) -> None:
         self._pool = pool
         self.statements = 0  # batches read so far (for tests and benchmarks)
+        # A statement refused for one request's values is read again request by request,
+        # so that the others still get their answers; the database being away is not.
         self._files: GroupCommit[_FileRequest, FileLookup] = GroupCommit(
-            self._read_files, max_batch=max_batch, on_batch=self._count, name="file lookups"
-        )
+            self._read_files, max_batch=max_batch, write_one=self._read_file,
+            batch_wide=DATABASE_UNAVAILABLE, on_batch=self._count, name="file lookups",
+        )  # fmt: skip
         self._lists: GroupCommit[_ListRequest, ListLookup] = GroupCommit(
-            self._read_lists, max_batch=max_batch, on_batch=self._count, name="list lookups"
-        )
+            self._read_lists, max_batch=max_batch, write_one=self._read_list,
+            batch_wide=DATABASE_UNAVAILABLE, on_batch=self._count, name="list lookups",
+        )  # fmt: skip
 
     def _count(self, size: int) -> None:
         self.statements += 1
@@ -242,6 +247,12 @@ class SchoolLookups:
             [r.inline_max for r in requests],
         )
         return [_file(row) for row in rows]
+
+    async def _read_file(self, request: _FileRequest) -> FileLookup:
+        return (await self._read_files([request]))[0]
+
+    async def _read_list(self, request: _ListRequest) -> ListLookup:
+        return (await self._read_lists([request]))[0]
 
     async def _read_lists(self, requests: Sequence[_ListRequest]) -> list[ListLookup]:
         queries = [r.query for r in requests]

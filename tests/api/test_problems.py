@@ -1,0 +1,60 @@
+"""The unforeseen is answered as problem+json too: the database away, or a failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+
+from bridge.api.problems import PROBLEM_JSON, RETRY_AFTER_S, problems_middleware
+
+SECRET = "G110101201905060012"  # stands for a child's data quoted by a failing library
+
+
+async def database_away(request: web.Request) -> web.Response:
+    raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+
+async def broken(request: web.Request) -> web.Response:
+    raise RuntimeError(f"could not handle {SECRET}")
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    app = web.Application(middlewares=[problems_middleware])
+    app.router.add_get("/v1/away/{student_number}", database_away)
+    app.router.add_get("/v1/broken/{student_number}", broken)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_database_away_is_a_503_to_retry(url: str) -> None:
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/away/{SECRET}") as r:
+        body = await r.json(content_type=PROBLEM_JSON)
+        assert r.status == 503 and r.headers["Retry-After"] == str(RETRY_AFTER_S)
+    assert body["code"] == "unavailable" and body["message"]
+
+
+async def test_a_failure_is_a_500_problem_logged_without_the_childs_data(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/v1/broken/{SECRET}") as r:
+            body = await r.json(content_type=PROBLEM_JSON)
+            assert r.status == 500
+    assert body["code"] == "server_error" and SECRET not in str(body)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "RuntimeError" in logged and "/v1/broken/{student_number}" in logged
+    assert "in broken" in logged  # where it failed, for whoever is on call
+    assert SECRET not in logged and SECRET not in caplog.text
