@@ -47,11 +47,19 @@ def _problems(*statuses: int) -> dict[str, Any]:
         415: "The body is not JSON (`unsupported_media_type`).",
         416: "The range is outside the file (`range_not_satisfiable`).",
         422: "The body is well-formed but cannot be true (`invalid`, `invalid_arrival`).",
+        500: "The bridge failed to answer (`server_error`); it is logged.",
+        503: "The bridge's database is unavailable (`unavailable`): ask again after"
+        " `Retry-After` seconds.",
     }
-    return {
+    answers: dict[str, Any] = {
         str(s): {"description": texts[s], "content": {PROBLEM: {"schema": _ref("Problem")}}}
         for s in statuses
     }
+    if 503 in statuses:
+        answers["503"]["headers"] = {
+            "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
+        }
+    return answers
 
 
 def _json(description: str, model: str) -> dict[str, Any]:
@@ -171,6 +179,7 @@ def openapi_document() -> dict[str, Any]:
     for path_item in paths.values():
         for op in path_item.values():
             op["security"] = [{"bearer": []}]
+            op["responses"].update(_problems(500, 503))  # any operation, when things fail
     return {
         "openapi": "3.1.0",
         "info": {
