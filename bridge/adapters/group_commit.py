@@ -3,7 +3,9 @@
 Profiling the hand-over showed the bridge paying per statement, not per row: a round trip,
 a commit and a wake-up of the server process for every child's every write. A
 ``GroupCommit`` lets each caller keep its own simple "write this, then go on" while the
-writes of everyone waiting at that moment share one statement.
+writes of everyone waiting at that moment share one statement. The school API's hot reads
+use it the same way (school_lookups): there a "write" is a read shared by the requests
+waiting together.
 """
 
 from __future__ import annotations
