@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 
 from bridge.api.problems import PROBLEM_JSON, RETRY_AFTER_S, problems_middleware
+from tests.support.school_api import serving_app
 
 SECRET = "G110101201905060012"  # stands for a child's data quoted by a failing library
 
@@ -28,15 +29,8 @@ async def url() -> AsyncIterator[str]:
     app = web.Application(middlewares=[problems_middleware])
     app.router.add_get("/v1/away/{student_number}", database_away)
     app.router.add_get("/v1/broken/{student_number}", broken)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as base:
+        yield base
 
 
 async def test_the_database_away_is_a_503_to_retry(url: str) -> None:

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
-from aiohttp import web
 
 from bridge.adapters.postgres.school_lookups import ListLookup, SchoolLookups
 from bridge.adapters.postgres.school_pulls import ListQuery
@@ -17,7 +17,7 @@ from bridge.adapters.postgres.tokens import present
 from bridge.api.app import create_app
 from bridge.api.schools import SCHOOL_API
 from bridge.domain.access import Role
-from tests.support.school_api import SAME_COUNTY_SCHOOL, SCHOOL, SchoolApiEnv
+from tests.support.school_api import SAME_COUNTY_SCHOOL, SCHOOL, SchoolApiEnv, serving_app
 
 pytestmark = pytest.mark.live
 
@@ -26,15 +26,14 @@ pytestmark = pytest.mark.live
 async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolLookups]]:
     """An app of its own, so that its lookup statements can be counted."""
     app = create_app(api_env.bridge)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}", app[SCHOOL_API].lookups
-    finally:
-        await runner.cleanup()
+    async with serving_app(app) as url:
+        yield url, app[SCHOOL_API].lookups
+
+
+async def get_as(session: aiohttp.ClientSession, url: str, token: str) -> tuple[int, bytes]:
+    """GET *url* with *token*: the status and the body."""
+    async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
+        return r.status, await r.read()
 
 
 def forged(token: str) -> str:
@@ -56,18 +55,11 @@ async def test_downloads_at_once_share_lookups_and_each_gets_only_its_own_answer
         for token, expected in ((own, 200), (other, 404), (forged(own), 401), (province, 200))
     ]
     async with own_app(api_env) as (url, lookups), aiohttp.ClientSession() as session:
-
-        async def download(number: str, token: str) -> tuple[int, bytes]:
-            async with session.get(
-                f"{url}/v1/handoffs/{number}/record-file",
-                headers={"Authorization": f"Bearer {token}"},
-            ) as r:
-                return r.status, await r.read()
-
         before = lookups.statements
-        answers = await asyncio.gather(
-            *(download(child.final_student_number, token) for child, token, _ in asked)
-        )
+        answers = await asyncio.gather(*(
+            get_as(session, f"{url}/v1/handoffs/{child.final_student_number}/record-file", token)
+            for child, token, _ in asked
+        ))  # fmt: skip
         statements = lookups.statements - before
     for (child, _, expected), (status, body) in zip(asked, answers, strict=True):
         assert status == expected
@@ -124,18 +116,14 @@ async def test_lists_at_once_share_statements_and_each_gets_only_what_its_token_
         ("school", SCHOOL, 2, 200, None),  # the first page of two, and a cursor
     ] * 3
     async with own_app(api_env) as (url, lookups), aiohttp.ClientSession() as session:
-
-        async def listed(who: str, school: str, limit: int) -> tuple[int, dict[str, object]]:
-            async with session.get(
-                f"{url}/v1/schools/{school}/handoffs?limit={limit}",
-                headers={"Authorization": f"Bearer {tokens[who]}"},
-            ) as r:
-                return r.status, await r.json()
-
         before = lookups.statements
-        answers = await asyncio.gather(*(listed(w, s, n) for w, s, n, _, _ in asked))
+        answers = await asyncio.gather(*(
+            get_as(session, f"{url}/v1/schools/{s}/handoffs?limit={n}", tokens[w])
+            for w, s, n, _, _ in asked
+        ))  # fmt: skip
         statements = lookups.statements - before
-    for (who, _, limit, status, numbers), (got, body) in zip(asked, answers, strict=True):
+    for (who, _, limit, status, numbers), (got, raw) in zip(asked, answers, strict=True):
+        body = orjson.loads(raw)
         assert got == status, (who, body)
         if status != 200:
             continue

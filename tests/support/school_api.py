@@ -126,8 +126,15 @@ def settings_for(database_url: str, simulator_url: str, amqp_url: str, tag: str)
 @contextlib.asynccontextmanager
 async def serving(bridge: Bridge) -> AsyncIterator[str]:
     """The bridge's HTTP API on a loopback port; yields its base URL."""
+    async with serving_app(create_app(bridge)) as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
+    """*app* on a loopback port; yields its base URL."""
     # No access log: request paths carry student numbers, which hold identity numbers.
-    runner = web.AppRunner(create_app(bridge), access_log=None)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
