@@ -17,7 +17,13 @@ from bridge.adapters.postgres.tokens import present
 from bridge.api.app import create_app
 from bridge.api.schools import SCHOOL_API
 from bridge.domain.access import Role
-from tests.support.school_api import SAME_COUNTY_SCHOOL, SCHOOL, SchoolApiEnv, serving_app
+from tests.support.school_api import (
+    ENTRY_YEAR,
+    SAME_COUNTY_SCHOOL,
+    SCHOOL,
+    SchoolApiEnv,
+    serving_app,
+)
 
 pytestmark = pytest.mark.live
 
@@ -34,6 +40,9 @@ async def get_as(session: aiohttp.ClientSession, url: str, token: str) -> tuple[
     """GET *url* with *token*: the status and the body."""
     async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
         return r.status, await r.read()
+
+
+NOT_PULLED = "state=not_pulled&since=2000-01-01T00:00:00%2B08:00"
 
 
 def forged(token: str) -> str:
@@ -103,37 +112,49 @@ async def test_lists_at_once_share_statements_and_each_gets_only_what_its_token_
     mine = {c.final_student_number for c in api_env.children_of(SCHOOL)}
     theirs = {c.final_student_number for c in api_env.children_of(SAME_COUNTY_SCHOOL)}
     assert mine and theirs
-    # (token, school listed, page size): the answer expected of each, all asked at once.
+    # (token, school listed, query): the answer expected of each, all asked at once, in
+    # four shapes of filter (each its own statement).
+    year, later = f"entry_year={ENTRY_YEAR}", f"entry_year={ENTRY_YEAR + 1}"
     asked = [
-        ("school", SCHOOL, 1000, 200, mine),
-        ("other_school", SAME_COUNTY_SCHOOL, 1000, 200, theirs),
-        ("other_school", SCHOOL, 1000, 404, None),  # not its school
-        ("county", SCHOOL, 1000, 200, mine),
-        ("other_county", SCHOOL, 1000, 200, set()),  # a school outside its county: no one
-        ("province", SAME_COUNTY_SCHOOL, 1000, 200, theirs),
-        ("bad", SCHOOL, 1000, 401, None),
-        ("sealed", SCHOOL, 1000, 401, None),
-        ("school", SCHOOL, 2, 200, None),  # the first page of two, and a cursor
+        ("school", SCHOOL, "limit=1000", 200, mine),
+        ("other_school", SAME_COUNTY_SCHOOL, year, 200, theirs),
+        ("other_school", SCHOOL, "limit=1000", 404, None),  # not its school
+        ("county", SCHOOL, year, 200, mine),
+        ("other_county", SCHOOL, "limit=1000", 200, set()),  # outside its county: no one
+        ("province", SAME_COUNTY_SCHOOL, "limit=1000", 200, theirs),
+        ("school", SCHOOL, later, 200, set()),  # no child of that year
+        ("bad", SCHOOL, year, 401, None),
+        ("sealed", SCHOOL, "limit=1000", 401, None),
+        ("school", SCHOOL, "limit=2", 200, None),  # the first page of two, and a cursor
+        ("school", SCHOOL, f"{year}&limit=2", 200, None),
+        ("county", SCHOOL, NOT_PULLED, 200, "as alone"),
     ] * 3
     async with own_app(api_env) as (url, lookups), aiohttp.ClientSession() as session:
+        # Lists change nothing: asked alone first, the answer is what the crowd must get.
+        alone = await get_as(session, f"{url}/v1/schools/{SCHOOL}/handoffs?{NOT_PULLED}",
+                             tokens["county"])  # fmt: skip
+        not_pulled = {i["student_number"] for i in orjson.loads(alone[1])["items"]}
         before = lookups.statements
         answers = await asyncio.gather(*(
-            get_as(session, f"{url}/v1/schools/{s}/handoffs?limit={n}", tokens[w])
-            for w, s, n, _, _ in asked
+            get_as(session, f"{url}/v1/schools/{s}/handoffs?{q}", tokens[w])
+            for w, s, q, _, _ in asked
         ))  # fmt: skip
         statements = lookups.statements - before
-    for (who, _, limit, status, numbers), (got, raw) in zip(asked, answers, strict=True):
+    for (who, _, query, status, numbers), (got, raw) in zip(asked, answers, strict=True):
         body = orjson.loads(raw)
-        assert got == status, (who, body)
+        assert got == status, (who, query, body)
         if status != 200:
             continue
         items = body["items"]
         assert isinstance(items, list)
         shown = {i["student_number"] for i in items}
-        if numbers is not None:
-            assert shown == numbers and body["next_cursor"] is None
+        if numbers == "as alone":
+            assert shown == not_pulled and shown <= mine
+            assert all(i["state"] == "not_pulled" for i in items)
+        elif numbers is not None:
+            assert shown == numbers and body["next_cursor"] is None, (who, query)
         else:
-            assert len(shown) == limit and shown <= mine and body["next_cursor"]
+            assert len(shown) == 2 and shown <= mine and body["next_cursor"]
     assert statements < len(asked) / 2
 
 

@@ -10,6 +10,7 @@ tokens used, and reads what each request may see and nothing more.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,40 +98,44 @@ SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
 """
 
 # Per list page ($5-$10): the school, the child id it continues after, the page size, and
-# the filters (NULL when not given). A request's page is its limit + 1 rows, to tell
-# whether more follow; a request with no rows comes back as one row of its token alone.
-_LIST_LOOKUPS = f"""
-{
-    _requests(
-        (
-            "$5::text[]",
-            "$6::bigint[]",
-            "$7::int[]",
-            "$8::int[]",
-            "$9::timestamptz[]",
-            "$10::text[]",
-        ),
-        ("list_school", "after_child_id", "page_rows", "entry_year", "since", "state"),
-    )
-}
+# the filters. A request's page is its limit + 1 rows, to tell whether more follow; a
+# request with no rows comes back as one row of its token alone.
+_LIST_REQUESTS = _requests(
+    ("$5::text[]", "$6::bigint[]", "$7::int[]", "$8::int[]", "$9::timestamptz[]", "$10::text[]"),
+    ("list_school", "after_child_id", "page_rows", "entry_year", "since", "state"),
+)
+
+
+@functools.cache
+def _list_lookups(entry_year: bool, since: bool, state: bool) -> str:
+    """The statement for list pages that all give (or all leave out) each filter.
+
+    Only the filters given are in it, as in SchoolPulls.school_children: with `(r.x IS NULL
+    OR ...)` terms, the entry year could not take part in the index scan, and a page was
+    every child of the school, all years, computed and sorted before its limit (3.9 ms
+    against 1.0 ms for three pages of 11 in schools of 100).
+    """
+    where = [
+        "c.school_code = r.list_school", "c.child_id > r.after_child_id",
+        _ADMITTED, TOKEN_SCOPE,
+    ]  # fmt: skip
+    if entry_year:
+        where.append("c.entry_year = r.entry_year")
+    if since:
+        where.append("c.school_visible_at >= r.since")
+    outer = "WHERE q.state = r.state" if state else ""
+    view = CHILD_VIEW.format(where=" AND ".join(where))
+    return f"""
+{_LIST_REQUESTS}
 SELECT r.i, {_TOKEN_SELECT}, q.*
   FROM r
   LEFT JOIN t ON t.i = r.i
   LEFT JOIN LATERAL (
-      SELECT * FROM ({
-    CHILD_VIEW.format(
-        where=f'''
-            c.school_code = r.list_school AND c.child_id > r.after_child_id
-            AND (r.entry_year IS NULL OR c.entry_year = r.entry_year)
-            AND (r.since IS NULL OR c.school_visible_at >= r.since)
-            AND {_ADMITTED} AND {TOKEN_SCOPE}'''
-    )
-}) q
-       WHERE r.state IS NULL OR q.state = r.state
-       ORDER BY q.child_id LIMIT r.page_rows
+      SELECT * FROM ({view}) q {outer} ORDER BY q.child_id LIMIT r.page_rows
   ) q ON TRUE
  ORDER BY r.i, q.child_id
 """
+
 
 # Enough for 200 schools' requests at once. The small files' bytes of a batch are in
 # memory together (at most this many times the inline limit), as they were when each
@@ -255,20 +260,26 @@ class SchoolLookups:
         return (await self._read_lists([request]))[0]
 
     async def _read_lists(self, requests: Sequence[_ListRequest]) -> list[ListLookup]:
-        queries = [r.query for r in requests]
-        rows = await self._pool.fetch(
-            _LIST_LOOKUPS,
-            *_token_arrays([r.presented for r in requests]),
-            [q.school_code for q in queries],
-            [q.after_child_id for q in queries],
-            [q.limit + 1 for q in queries],
-            [q.entry_year for q in queries],
-            [q.since for q in queries],
-            [q.state for q in queries],
-        )
+        shapes: dict[tuple[bool, bool, bool], list[int]] = {}
+        for n, r in enumerate(requests):
+            q = r.query
+            shape = (q.entry_year is not None, q.since is not None, q.state is not None)
+            shapes.setdefault(shape, []).append(n)
         pages: list[list[asyncpg.Record]] = [[] for _ in requests]
-        for row in rows:
-            pages[row["i"] - 1].append(row)
+        for shape, members in shapes.items():  # nightly jobs mostly ask alike: one statement
+            queries = [requests[n].query for n in members]
+            rows = await self._pool.fetch(
+                _list_lookups(*shape),
+                *_token_arrays([requests[n].presented for n in members]),
+                [q.school_code for q in queries],
+                [q.after_child_id for q in queries],
+                [q.limit + 1 for q in queries],
+                [q.entry_year for q in queries],
+                [q.since for q in queries],
+                [q.state for q in queries],
+            )
+            for row in rows:
+                pages[members[row["i"] - 1]].append(row)
         return [
             ListLookup(
                 TokenRow.of(page[0], "t_"),
