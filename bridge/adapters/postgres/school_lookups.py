@@ -31,8 +31,8 @@ from bridge.domain.access import LAST_USED_RESOLUTION, SEAL_AFTER
 
 # The requests as `r` (one row each, numbered `i`), their tokens as `t`: TOKEN_CTE's row,
 # one per request whose token exists. $1 and $2 are the token ids and the sha256 of the
-# secrets presented; $3 SEAL_AFTER and $4 LAST_USED_RESOLUTION; {requests} the request's
-# own columns as `unnest` arguments and names.
+# secrets presented; $3 SEAL_AFTER and $4 LAST_USED_RESOLUTION; {arrays} and {columns} the
+# requests' own columns, as `unnest` arguments and as names.
 # The arrays sit behind sub-selects so that the statement keeps one plan: given bare
 # arrays, each execution's custom plan knows the batch's length, costs less than the
 # generic plan and wins, so PostgreSQL planned every batch afresh. That took 0.45 ms, as
