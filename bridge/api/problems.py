@@ -65,10 +65,12 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except Exception as exc:
         if request.transport is None or request.transport.is_closing():
             raise  # the client is gone: there is no one to answer
-        # The route's pattern, never the path (it holds student numbers), and the error's
-        # type, never its message (a driver error can quote the values it refused).
-        route = request.match_info.route.resource
-        where = f"{request.method} {route.canonical if route else '(no route)'}"
+        if request.writer.output_size > 0:
+            # Part of the answer has gone: a problem now would land inside the body. Left to
+            # aiohttp, the connection is closed and the client sees the transfer cut short.
+            log.error("%s failed after the answer began: %s", _where(request), type(exc).__name__)
+            raise
+        where = _where(request)
         if isinstance(exc, DATABASE_UNAVAILABLE):
             log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
             unavailable = problem(
@@ -79,6 +81,14 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         frames = "".join(traceback.format_tb(exc.__traceback__))
         log.error("%s failed: %s\n%s", where, type(exc).__name__, frames.rstrip())
         raise problem(500, "server_error", "the bridge could not answer; it is logged") from None
+
+
+def _where(request: web.Request) -> str:
+    """The route's pattern, never the path (it holds student numbers); with the error's type,
+    never its message (a driver error can quote the values it refused), it is what is logged.
+    """
+    route = request.match_info.route.resource
+    return f"{request.method} {route.canonical if route else '(no route)'}"
 
 
 def _code_for(status: int) -> str:
