@@ -40,7 +40,7 @@ def bearer(request: web.Request) -> PresentedToken:
 
 
 async def admit(request: web.Request, row: TokenRow | None, presented: PresentedToken) -> Principal:
-    """The principal of a token row read with TOKEN_CTE; 401 problem (seals audited)."""
+    """The principal of a token row read with tokens_of_requests; 401 problem (seals audited)."""
     try:
         principal = await request.app[TOKENS].admit(row, presented)
     except TokenSealed as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -26,44 +25,15 @@ from bridge.adapters.postgres.school_pulls import (
     ListQuery,
     view_of,
 )
-from bridge.adapters.postgres.tokens import TOKEN_COLUMNS, PresentedToken, TokenRow
-from bridge.domain.access import LAST_USED_RESOLUTION, SEAL_AFTER
+from bridge.adapters.postgres.tokens import (
+    TOKEN_ADMITTED,
+    TOKEN_COLUMNS,
+    PresentedToken,
+    TokenRow,
+    token_arrays,
+    tokens_of_requests,
+)
 
-# The requests as `r` (one row each, numbered `i`), their tokens as `t`: TOKEN_CTE's row,
-# one per request whose token exists. $1 and $2 are the token ids and the sha256 of the
-# secrets presented; $3 SEAL_AFTER and $4 LAST_USED_RESOLUTION; {arrays} and {columns} the
-# requests' own columns, as `unnest` arguments and as names.
-# The arrays sit behind sub-selects so that the statement keeps one plan: given bare
-# arrays, each execution's custom plan knows the batch's length, costs less than the
-# generic plan and wins, so PostgreSQL planned every batch afresh. That took 0.45 ms, as
-# long as looking up ten files (0.73 ms for a batch of one download against 0.25 ms on the
-# cached plan; 0.094 against 0.053 ms a file in batches of ten).
-# `touch` moves last_used_at as TOKEN_CTE does, but skips a token whose row another
-# transaction holds: that one is touching it (or revoking it) already, and a batch that
-# waited for it would hold up everyone's requests, or deadlock with another instance's
-# batch locking the same tokens in another order.
-_REQUESTS_AND_TOKENS = """
-WITH r AS (
-    SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), {arrays}) WITH ORDINALITY
-        AS r(token_id, presented_hash, {columns}, i)),
-t AS (
-    SELECT r.i, a.token_id, a.role, a.school_code, a.county_code, a.secret_hash,
-           a.revoked_at IS NOT NULL AS revoked, a.sealed_at IS NOT NULL AS sealed,
-           coalesce(a.last_used_at, a.created_at) <= now() - $3::interval AS overdue,
-           now() AS db_now, a.secret_hash = r.presented_hash AS secret_matches
-      FROM r JOIN api_tokens a ON a.token_id = r.token_id),
-touch AS (
-    UPDATE api_tokens a SET last_used_at = now()
-     WHERE a.token_id IN (
-         SELECT b.token_id FROM api_tokens b
-          WHERE b.token_id IN (SELECT token_id FROM t
-                                WHERE secret_matches AND NOT (revoked OR sealed OR overdue))
-            AND (b.last_used_at IS NULL OR b.last_used_at < now() - $4::interval)
-            FOR UPDATE SKIP LOCKED))
-"""
-# On `t`: the token is one TokenStore.admit will accept. Nothing a token could see comes
-# back for a token it refuses.
-_ADMITTED = "t.secret_matches AND NOT (t.revoked OR t.sealed OR t.overdue)"
 # The token's columns (TokenRow), prefixed: a child has a school_code too.
 _TOKEN_SELECT = ", ".join(f"t.{c} AS t_{c}" for c in TOKEN_COLUMNS)
 # The same, on a page's first row only (or its only row, when it has no child).
@@ -72,15 +42,9 @@ _FIRST_ROW_TOKEN = ", ".join(
 )
 
 
-def _requests(arrays: Sequence[str], columns: Sequence[str]) -> str:
-    return _REQUESTS_AND_TOKENS.format(
-        arrays=", ".join(f"(SELECT {a})" for a in arrays), columns=", ".join(columns)
-    )
-
-
 # Per download ($5-$6): the number asked for, and the largest file whose bytes come along.
 _FILE_LOOKUPS = f"""
-{_requests(("$5::text[]", "$6::int[]"), ("student_number", "inline_max"))}
+{tokens_of_requests(("$5::text[]", "$6::int[]"), ("student_number", "inline_max"))}
 SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
        f.sha256, f.size, f.media_type, f.content
   FROM r
@@ -91,7 +55,7 @@ SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
         FROM children c
        WHERE c.child_id = (SELECT n.child_id FROM child_numbers n
                             WHERE n.student_number = r.student_number)
-         AND {_ADMITTED} AND {TOKEN_SCOPE}
+         AND {TOKEN_ADMITTED} AND {TOKEN_SCOPE}
   ) c ON TRUE
   LEFT JOIN LATERAL (
       SELECT f.sha256, f.size, f.media_type,
@@ -104,7 +68,7 @@ SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
 # Per list page ($5-$10): the school, the child id it continues after, the page size, and
 # the filters. A request's page is its limit + 1 rows, to tell whether more follow; a
 # request with no rows comes back as one row of its token alone.
-_LIST_REQUESTS = _requests(
+_LIST_REQUESTS = tokens_of_requests(
     ("$5::text[]", "$6::bigint[]", "$7::int[]", "$8::int[]", "$9::timestamptz[]", "$10::text[]"),
     ("list_school", "after_child_id", "page_rows", "entry_year", "since", "state"),
 )
@@ -121,7 +85,7 @@ def _list_lookups(entry_year: bool, since: bool, state: bool) -> str:
     """
     where = [
         "c.school_code = r.list_school", "c.child_id > r.after_child_id",
-        _ADMITTED, TOKEN_SCOPE,
+        TOKEN_ADMITTED, TOKEN_SCOPE,
     ]  # fmt: skip
     if entry_year:
         where.append("c.entry_year = r.entry_year")
@@ -207,15 +171,6 @@ def _file(row: asyncpg.Record) -> FileLookup:
     return FileLookup(TokenRow.of(row, "t_"), child)
 
 
-def _token_arrays(presented: Sequence[PresentedToken]) -> list[Any]:
-    return [
-        [p.token_id for p in presented],
-        [p.secret_hash for p in presented],
-        SEAL_AFTER,
-        LAST_USED_RESOLUTION,
-    ]
-
-
 class SchoolLookups:
     """Downloads' and list pages' reads, each request's token checked in the same statement.
 
@@ -259,7 +214,7 @@ class SchoolLookups:
     async def _read_files(self, requests: Sequence[_FileRequest]) -> list[FileLookup]:
         rows = await self._pool.fetch(
             _FILE_LOOKUPS,
-            *_token_arrays([r.presented for r in requests]),
+            *token_arrays([r.presented for r in requests]),
             [r.student_number for r in requests],
             [r.inline_max for r in requests],
         )
@@ -282,7 +237,7 @@ class SchoolLookups:
             queries = [requests[n].query for n in members]
             rows = await self._pool.fetch(
                 _list_lookups(*shape),
-                *_token_arrays([requests[n].presented for n in members]),
+                *token_arrays([requests[n].presented for n in members]),
                 [q.school_code for q in queries],
                 [q.after_child_id for q in queries],
                 [q.limit + 1 for q in queries],

@@ -105,7 +105,7 @@ def _scope(principal: Principal, first: int) -> tuple[str, list[Any]]:
     return "TRUE", []
 
 
-# _scope's rule as SQL on a token row `t` (as TOKEN_CTE reads it), for statements that
+# _scope's rule as SQL on a token row `t` (as tokens_of_requests reads it), for statements that
 # check the token and read the children at once (school_lookups).
 TOKEN_SCOPE = (
     "(t.role = 'province' OR (t.role = 'school' AND c.school_code = t.school_code)"

@@ -6,7 +6,9 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -16,26 +18,53 @@ from bridge.errors import TokenSealed, Unauthenticated
 TOKEN_PREFIX = "xj"
 _SEALED_MESSAGE = "token sealed after 180 days unused; ask an operator to unseal it"
 
-# The token's row as `t`, checked and touched by one statement, for queries to build on:
-# $1 token id, $2 sha256 of the presented secret, $3 SEAL_AFTER, $4 LAST_USED_RESOLUTION
-# (token_args). `touch` moves last_used_at at most once per resolution, and only for a
-# token that passes every check, so a wrong secret never keeps a token from its seal.
-# The guard on `a.last_used_at` is re-read if a concurrent request touched the row first,
-# so two requests racing here write it once.
-TOKEN_CTE = """
+# The requests as `r` (one row each, numbered `i`) and their tokens as `t`, checked and
+# touched by one statement, for queries to build on. $1 and $2 are arrays of the token
+# ids and of the sha256 of the secrets presented (one element per request), $3 SEAL_AFTER
+# and $4 LAST_USED_RESOLUTION (token_arrays); {arrays} and {columns} are the requests'
+# own columns, as `unnest` arguments and as names (tokens_of_requests). `t` has a row per
+# request whose token exists.
+# The arrays sit behind sub-selects so that the statement keeps one plan: given bare
+# arrays, each execution's custom plan knows the batch's length, costs less than the
+# generic plan and wins, so PostgreSQL planned every batch afresh. That took 0.45 ms, as
+# long as looking up ten files (0.73 ms for a batch of one download against 0.25 ms on the
+# cached plan; 0.094 against 0.053 ms a file in batches of ten).
+# `touch` moves last_used_at at most once per resolution, and only for a token that passes
+# every check, so a wrong secret never keeps a token from its seal. It skips a token whose
+# row another transaction holds: that one is touching it (or revoking it) already, and a
+# statement that waited for it would hold up everyone's requests, or deadlock with another
+# instance's locking the same tokens in another order.
+_REQUESTS_AND_TOKENS = """
+WITH r AS (
+    SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::text[]){arrays}) WITH ORDINALITY
+        AS r(token_id, presented_hash{columns}, i)),
 t AS (
-    SELECT token_id, role, school_code, county_code, secret_hash,
-           revoked_at IS NOT NULL AS revoked, sealed_at IS NOT NULL AS sealed,
-           coalesce(last_used_at, created_at) <= now() - $3::interval AS overdue,
-           now() AS db_now
-      FROM api_tokens WHERE token_id = $1),
+    SELECT r.i, a.token_id, a.role, a.school_code, a.county_code, a.secret_hash,
+           a.revoked_at IS NOT NULL AS revoked, a.sealed_at IS NOT NULL AS sealed,
+           coalesce(a.last_used_at, a.created_at) <= now() - $3::interval AS overdue,
+           now() AS db_now, a.secret_hash = r.presented_hash AS secret_matches
+      FROM r JOIN api_tokens a ON a.token_id = r.token_id),
 touch AS (
     UPDATE api_tokens a SET last_used_at = now()
-      FROM t
-     WHERE a.token_id = t.token_id AND t.secret_hash = $2
-       AND NOT (t.revoked OR t.sealed OR t.overdue)
-       AND (a.last_used_at IS NULL OR a.last_used_at < now() - $4::interval))
+     WHERE a.token_id IN (
+         SELECT b.token_id FROM api_tokens b
+          WHERE b.token_id IN (SELECT token_id FROM t
+                                WHERE secret_matches AND NOT (revoked OR sealed OR overdue))
+            AND (b.last_used_at IS NULL OR b.last_used_at < now() - $4::interval)
+            FOR UPDATE SKIP LOCKED))
 """
+# On `t`: the token is one TokenStore.admit will accept. Nothing a token could see comes
+# back for a token it refuses.
+TOKEN_ADMITTED = "t.secret_matches AND NOT (t.revoked OR t.sealed OR t.overdue)"
+
+
+def tokens_of_requests(arrays: Sequence[str] = (), columns: Sequence[str] = ()) -> str:
+    """The WITH clause of `r` and `t`, with the requests' own columns (array parameters
+    from $5 on, and their names)."""
+    return _REQUESTS_AND_TOKENS.format(
+        arrays="".join(f", (SELECT {a})" for a in arrays),
+        columns="".join(f", {c}" for c in columns),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +100,7 @@ class TokenInfo:
 
 @dataclass(frozen=True, slots=True)
 class TokenRow:
-    """A token as TOKEN_CTE's `t` reads it, for TokenStore.admit to decide on."""
+    """A token as `t` of tokens_of_requests reads it, for TokenStore.admit to decide on."""
 
     token_id: str
     role: str
@@ -91,8 +120,9 @@ class TokenRow:
         return cls(*(row[f"{prefix}{name}"] for name in TOKEN_COLUMNS))
 
 
-# TokenRow's fields: the columns of `t` that a statement built on TOKEN_CTE returns.
+# TokenRow's fields: the columns of `t` a statement built on tokens_of_requests returns.
 TOKEN_COLUMNS = tuple(TokenRow.__dataclass_fields__)
+_ONE_TOKEN = f"{tokens_of_requests()} SELECT {', '.join(TOKEN_COLUMNS)} FROM t"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +141,14 @@ def present(token: str) -> PresentedToken:
     return PresentedToken(f"tok_{parts[2]}", _hash("_".join(parts[3:])))
 
 
-def token_args(presented: PresentedToken) -> tuple[object, ...]:
-    """The first four arguments of a query built on TOKEN_CTE."""
-    return presented.token_id, presented.secret_hash, SEAL_AFTER, LAST_USED_RESOLUTION
+def token_arrays(presented: Sequence[PresentedToken]) -> list[Any]:
+    """The first four arguments of a statement built on tokens_of_requests."""
+    return [
+        [p.token_id for p in presented],
+        [p.secret_hash for p in presented],
+        SEAL_AFTER,
+        LAST_USED_RESOLUTION,
+    ]
 
 
 def _hash(secret: str) -> str:
@@ -227,11 +262,11 @@ class TokenStore:
 
     async def token_row(self, presented: PresentedToken) -> TokenRow | None:
         """The token's row for admit(), read (and touched, if due) in one round trip."""
-        row = await self._pool.fetchrow(f"WITH {TOKEN_CTE} SELECT * FROM t", *token_args(presented))
+        row = await self._pool.fetchrow(_ONE_TOKEN, *token_arrays([presented]))
         return TokenRow.of(row) if row is not None else None
 
     async def admit(self, row: TokenRow | None, presented: PresentedToken) -> Principal:
-        """Decide on a token from its row as read by TOKEN_CTE (`t`).
+        """Decide on a token from its row as read by tokens_of_requests (`t`).
 
         Sealing is decided here too, so a token past 180 days is refused even before the
         periodic sealing job has run.
