@@ -8,12 +8,13 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import aio_pika
 import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
+from bridge.adapters.amqp_cluster import connect_cluster
 from bridge.adapters.http_transport import RegistryTransport, RetryBudget
+from bridge.adapters.postgres import failover
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.adapters.postgres.ledger import Ledger
@@ -39,16 +40,14 @@ log = logging.getLogger(__name__)
 async def open_pool(settings: Settings) -> asyncpg.Pool:
     """Create the database if needed, migrate it, and open the pool."""
     await ensure_database(settings.database_url)
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await failover.connect(settings.database_url)
     try:
         await migrate(conn)
     finally:
         await conn.close()
-    pool = await asyncpg.create_pool(
+    return await failover.create_pool(
         settings.database_url, min_size=2, max_size=settings.db_pool_size, reset=_keep_session
     )
-    assert pool is not None
-    return pool
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -90,6 +89,7 @@ def topology_names(settings: Settings) -> TopologyNames:
         parked_exchange=f"{settings.queue_prefix}.parked",
         parked_queue=f"{settings.queue_prefix}.parked",
         delivery_limit=settings.delivery_limit,
+        quorum_initial_group_size=settings.quorum_initial_group_size,
     )
 
 
@@ -125,7 +125,7 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             connector=aiohttp.TCPConnector(limit_per_host=settings.registry_connections)
         )
         stack.push_async_callback(http.close)
-        amqp = await aio_pika.connect_robust(settings.amqp_url)
+        amqp = await connect_cluster(settings.amqp_url)
         stack.push_async_callback(amqp.close)
         # Callbacks run last-in first-out: background tasks stop before what they use.
         stack.push_async_callback(_cancel_all, tasks)

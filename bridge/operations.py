@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractExchange
 
+from bridge.adapters.amqp_cluster import connect_cluster, publish_confirmed
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.calendar import CalendarStore
 from bridge.adapters.postgres.ledger import Ledger
@@ -79,14 +80,15 @@ def exchange_publisher(exchange: AbstractExchange) -> Publish:
     """Publish to the events exchange as the preschool registry does (events.md)."""
 
     async def publish(routing_key: str, body: bytes, message_id: str | None) -> None:
-        await exchange.publish(
+        await publish_confirmed(
+            exchange,
             aio_pika.Message(
                 body=body,
                 content_type=CLOUDEVENTS_JSON,
                 message_id=message_id,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
-            routing_key=routing_key,
+            routing_key,
         )
 
     return publish
@@ -149,7 +151,7 @@ async def standalone_operations(settings: Settings) -> AsyncIterator[Operations]
         async def publish(routing_key: str, body: bytes, message_id: str | None) -> None:
             # The broker is opened only when a parked message is retried.
             if not amqp:
-                amqp.append(await aio_pika.connect_robust(settings.amqp_url))
+                amqp.append(await connect_cluster(settings.amqp_url))
                 stack.push_async_callback(amqp[0].close)
             channel = await amqp[0].channel(publisher_confirms=True)
             exchange = await channel.declare_exchange(

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="BRIDGE_", extra="ignore")
 
-    # Deployment contract: these names are fixed.
+    # Deployment contract: these names are fixed. A cluster (issue #20): amqp_url may list
+    # its nodes, comma-separated; database_url may be a libpq multi-host URL.
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     database_url: str = "postgresql://postgres@127.0.0.1:5432/xueji"
     registry_url: str = "http://127.0.0.1:8090/registry"
@@ -31,6 +32,8 @@ class Settings(BaseSettings):
     # so many children at once cost little more than one (bench/handoff.py).
     prefetch: int = 256
     delivery_limit: int = 20
+    # Replicas of each quorum queue at its creation; RabbitMQ caps it at the cluster's size.
+    quorum_initial_group_size: int = 3
     handoff_concurrency: int = 128
     poll_interval_s: float = 1.0
     lease_s: float = 60.0

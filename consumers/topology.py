@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.exceptions import ChannelPreconditionFailed
+
+log = logging.getLogger(__name__)
 
 CLOUDEVENTS_JSON = "application/cloudevents+json"
 
@@ -19,6 +24,8 @@ class TopologyNames:
     parked_exchange: str = "xueji.bridge.parked"
     parked_queue: str = "xueji.bridge.parked"
     delivery_limit: int = 20
+    # Replicas of each quorum queue when it is created (None: the broker's default).
+    quorum_initial_group_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +46,13 @@ async def declare(channel: AbstractChannel, names: TopologyNames) -> Topology:
     parked_exchange = await channel.declare_exchange(
         names.parked_exchange, aio_pika.ExchangeType.FANOUT, durable=True
     )
-    parked_queue = await channel.declare_queue(
-        names.parked_queue, durable=True, arguments={"x-queue-type": "quorum"}
-    )
+    parked_queue = await _declare_quorum_queue(channel, names.parked_queue, names, {})
     await parked_queue.bind(parked_exchange, routing_key="")
-    events_queue = await channel.declare_queue(
+    events_queue = await _declare_quorum_queue(
+        channel,
         names.events_queue,
-        durable=True,
-        arguments={
-            "x-queue-type": "quorum",
+        names,
+        {
             # A message that keeps failing is dead-lettered after this many deliveries,
             # never retried forever ...
             "x-delivery-limit": names.delivery_limit,
@@ -60,3 +65,28 @@ async def declare(channel: AbstractChannel, names: TopologyNames) -> Topology:
     )
     await events_queue.bind(events_exchange, routing_key="child.*")
     return Topology(events_exchange, events_queue, parked_exchange, parked_queue)
+
+
+async def _declare_quorum_queue(
+    channel: AbstractChannel, name: str, names: TopologyNames, arguments: dict[str, Any]
+) -> AbstractQueue:
+    """Declare a quorum queue with *arguments*, replicated as *names* asks when it is new.
+
+    The group size only counts when the queue is created, yet the broker compares it on
+    every declaration: a queue made before (by an older bridge, or with another size)
+    is taken as it is, and its membership is the operator's (``rabbitmq-queues grow``).
+    """
+    arguments = {"x-queue-type": "quorum", **arguments}
+    if names.quorum_initial_group_size is None:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    try:
+        return await channel.declare_queue(
+            name, durable=True,
+            arguments={**arguments, "x-quorum-initial-group-size": names.quorum_initial_group_size},
+        )  # fmt: skip
+    except ChannelPreconditionFailed as exc:
+        if "x-quorum-initial-group-size" not in str(exc):
+            raise
+        log.info("queue %s exists with another initial group size; keeping its replicas", name)
+        await channel.reopen()  # the broker closed it over the refusal
+        return await channel.declare_queue(name, passive=True)
