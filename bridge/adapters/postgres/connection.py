@@ -20,4 +20,7 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
     ConnectionError,
     OSError,
+    # A failover (issue #20): the server left to us refuses writes until we find the new
+    # primary (failover.py); asyncpg's "no host is writable" is an InternalClientError.
+    asyncpg.ReadOnlySQLTransactionError,
 )

@@ -7,6 +7,7 @@ from importlib import resources
 
 import asyncpg
 
+from bridge.adapters.postgres import failover
 from bridge.adapters.postgres.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,15 @@ async def migrate(conn: Connection) -> list[str]:
 async def ensure_database(dsn: str) -> None:
     """Create the database named in *dsn* if it does not exist (localhost convenience)."""
     try:
-        conn = await asyncpg.connect(dsn)
+        conn = await failover.connect(dsn)
     except asyncpg.InvalidCatalogNameError:
         pass
     else:
         await conn.close()
         return
     base, _, name = dsn.rpartition("/")
-    name = name.split("?", 1)[0]
-    admin = await asyncpg.connect(f"{base}/postgres")
+    name, _, query = name.partition("?")  # the query names the hosts' attributes: keep it
+    admin = await failover.connect(f"{base}/postgres" + (f"?{query}" if query else ""))
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     except asyncpg.DuplicateDatabaseError:
