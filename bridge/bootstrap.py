@@ -125,7 +125,10 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             connector=aiohttp.TCPConnector(limit_per_host=settings.registry_connections)
         )
         stack.push_async_callback(http.close)
-        amqp = await connect_cluster(settings.amqp_url)
+        amqp = await connect_cluster(
+            settings.amqp_url,
+            client_properties={"connection_name": f"xueji-bridge {settings.instance_id}"},
+        )
         stack.push_async_callback(amqp.close)
         # Callbacks run last-in first-out: background tasks stop before what they use.
         stack.push_async_callback(_cancel_all, tasks)
