@@ -187,7 +187,16 @@ class EventPublisher:
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def __aenter__(self) -> EventPublisher:
-        self._connection = await aio_pika.connect(self.amqp_url)
+        # A cluster's nodes may be listed, comma-separated: the first that answers is used.
+        urls = [url.strip() for url in self.amqp_url.split(",") if url.strip()]
+        for i, url in enumerate(urls):
+            try:
+                self._connection = await aio_pika.connect(url)
+                break
+            except (OSError, aio_pika.exceptions.AMQPConnectionError):
+                if i == len(urls) - 1:
+                    raise
+        assert self._connection is not None
         channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
