@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 N      ?= 100000
 
-.PHONY: demo test lint typecheck unit services venv bench faults clean
+.PHONY: demo test lint typecheck unit services venv bench faults faults-ha clean
 
 $(BIN)/xueji: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,8 @@ faults: venv services
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## The HA fault suite on engines it starts itself (3 RabbitMQ nodes, PostgreSQL primary +
+## synchronous standby): make faults-ha N=2000
+faults-ha: venv services
+	XUEJI_FAULTS_HA_N=$(N) $(BIN)/python -m pytest tests/faults_ha -s -o timeout=0

@@ -1,0 +1,317 @@
+"""A whole cohort through two bridges while a broker node, the database and a bridge die.
+
+On engines the suite starts itself on this machine: three RabbitMQ nodes clustered on
+their own ports, a PostgreSQL primary with a synchronous standby on theirs, two bridge
+instances given both lists (``BRIDGE_AMQP_URL`` of three nodes, a multi-host
+``BRIDGE_DATABASE_URL``), the registries' simulator with its usual weather and a cohort
+with every lifecycle case, duplicates, reordering and malformed messages. During the run:
+
+1. SIGKILL of the broker node that leads the events queue (the node the first bridge is
+   connected to, which declared the queues);
+2. SIGKILL of the database primary (postmaster and backends), then promotion of the
+   standby at once, as an orchestrator would (its detection time is not counted);
+3. SIGKILL of one bridge instance; the other takes over its children when their leases
+   lapse, then the killed one is started again.
+
+The cohort is published in four parts, one before the run and one right after each
+kill, so that each outage is met with messages to consume. The suite passes when the
+registry matches the cohort child by child (none lost, none registered twice), every
+malformed message is parked with its reason, and the reconciliation finds nothing lost.
+It prints, for each kill, the seconds until events were recorded again and until
+hand-overs completed again, and one ``FAULTS_HA_JSON`` line.
+
+Size: ``XUEJI_FAULTS_HA_N`` children (``make faults-ha N=2000``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bridge.settings import Settings
+from simulator.cohort import generate_cohort
+from simulator.publisher import MALFORMED_KINDS, OutgoingMessage, plan_messages, seed_cohort
+from tests.faults.test_cohort_under_faults import (
+    FAULTS,
+    Ledger,
+    expected_events,
+    publish_through_outages,
+    reconciliation_findings,
+    registry_mismatches,
+)
+from tests.faults_ha.postgres_pair import PostgresPair
+from tests.faults_ha.rabbit_cluster import RabbitCluster
+from tests.support.bridge_process import BridgeProcess
+from tests.support.sim import SimulatorHandle
+from tests.support.waiting import eventually
+
+N = int(os.environ.get("XUEJI_FAULTS_HA_N", "500"))
+MALFORMED = max(len(MALFORMED_KINDS), round(10_000 * N / 100_000))
+# On two shared cores the bridges hand over some tens of children a second while the
+# registries fail a third of the time.
+WAIT_S = 150 + N / 15
+LEASE_S = 8.0
+PARTS = (0.4, 0.2, 0.2, 0.2)  # of the plan: before the run, then after each kill
+
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.timeout(600 + 8 * WAIT_S)]
+
+
+@dataclass
+class Outage:
+    """One kill and what the probes saw after it (seconds from the kill)."""
+
+    what: str
+    at: float
+    events_before: int
+    done_before: int
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+class Watch:
+    """Samples the ledger five times a second and times each outage's recovery."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.last: dict[str, int] = {"events": 0, "done": 0, "pending": 0, "parked": 0}
+        self.outages: list[Outage] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _sample(self) -> None:
+        while True:
+            progress = await self.ledger.progress()
+            now = time.monotonic()
+            if progress["events"] >= 0:  # -1: the database is away
+                self.last = progress
+                for outage in self.outages:
+                    since = round(now - outage.at, 1)
+                    if progress["events"] > outage.events_before:
+                        outage.figures.setdefault("events_recorded_again_s", since)
+                    if progress["done"] > outage.done_before:
+                        outage.figures.setdefault("handovers_completed_again_s", since)
+            await asyncio.sleep(0.2)
+
+    async def kill(self, what: str, kill: object) -> Outage:
+        """Note the ledger as it stands, then run *kill* (a callable) at once."""
+        before = await self.ledger.progress()
+        assert callable(kill)
+        outage = Outage(what, time.monotonic(), before["events"], before["done"])
+        result = kill()
+        if asyncio.iscoroutine(result):
+            await result
+        self.outages.append(outage)
+        return outage
+
+    async def until(self, key: str, at_least: int) -> None:
+        await eventually(
+            self._last, lambda p: p[key] >= at_least, timeout_s=WAIT_S, interval_s=0.2,
+            what=f"{key} >= {at_least}",
+        )  # fmt: skip
+
+    async def _last(self) -> dict[str, int]:
+        return self.last
+
+
+def parts(plan: list[OutgoingMessage]) -> list[list[OutgoingMessage]]:
+    cuts, at = [], 0.0
+    for share in PARTS:
+        at += share
+        cuts.append(round(at * len(plan)))
+    starts = [0, *cuts[:-1]]
+    return [plan[a:b] for a, b in zip(starts, cuts, strict=True)]
+
+
+def settings_for(simulator: SimulatorHandle, cluster: RabbitCluster, pg: PostgresPair) -> Settings:
+    return Settings(
+        amqp_url=cluster.urls, database_url=pg.dsn("xueji_ha"),
+        registry_url=f"{simulator.url}/registry", preschool_url=f"{simulator.url}/preschool",
+        events_exchange="preschool.events", queue_prefix="xueji.ha", instance_id="ha",
+        poll_interval_s=0.2, retry_base_s=0.2, retry_max_s=2.0,
+        registry_read_timeout_s=2.0, registry_total_timeout_s=5.0,
+        registry_max_inline_wait_s=0.5, http_port=0, lease_s=LEASE_S, handoff_concurrency=16,
+    )  # fmt: skip
+
+
+def rotated(urls: str, by: int) -> str:
+    nodes = urls.split(",")
+    return ",".join(nodes[by:] + nodes[:by])
+
+
+async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge_dying(
+    rabbit_cluster: RabbitCluster,
+    postgres_pair: PostgresPair,
+    simulator: SimulatorHandle,
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    cluster, pg = rabbit_cluster, postgres_pair
+    cohort = generate_cohort(2026, N, seed=2020)
+    await seed_cohort(simulator.url, cohort)
+    plan = plan_messages(
+        cohort, duplicate_fraction=0.2, shuffle_children=True, interleave=True,
+        malformed=MALFORMED, seed=20,
+    )  # fmt: skip
+    malformed = {m.message_id: m.kind for m in plan if m.kind in MALFORMED_KINDS}
+    valid_events = expected_events(plan)
+    handed_over = sum(c.expected_outcome == "handed_over" for c in cohort.children)
+    await simulator.set_faults(registry=FAULTS, preschool=FAULTS)
+
+    settings = settings_for(simulator, cluster, pg)
+    # Each bridge lists every node, starting from a different one: "a" declares the
+    # queues first, so their leaders are on the node "a" is connected to.
+    bridges = [
+        BridgeProcess(
+            settings.model_copy(
+                update={"instance_id": f"ha-{name}", "amqp_url": rotated(cluster.urls, i)}
+            ),
+            tmp_path / f"bridge-{name}.log",
+        )
+        for i, name in enumerate(("a", "b"))
+    ]
+    events_queue = f"{settings.queue_prefix}.events"
+    ledger = Ledger(settings.database_url)
+    watch = Watch(ledger)
+    publishing: list[asyncio.Task[None]] = []
+    pieces = parts(plan)
+
+    def publish(piece: list[OutgoingMessage]) -> None:
+        publishing.append(asyncio.create_task(publish_through_outages(settings, piece)))
+
+    for bridge in bridges:
+        await bridge.start()
+    watch.start()
+    try:
+        publish(pieces[0])
+
+        # 1. The broker node leading the events queue dies.
+        await watch.until("events", len(expected_events(pieces[0])) // 2)
+        leader = await cluster.queue_leader(events_queue)
+        parked_leader = await cluster.queue_leader(f"{settings.queue_prefix}.parked")
+        survivor = next(n for n in cluster.nodes if n is not leader)
+        before = await cluster.consumers(events_queue, asking=survivor)
+        assert sorted(before).count(leader.name) == 1, before  # "a" consumes through it
+        broker = await watch.kill(
+            f"broker node {leader.name} (queue leader)", lambda: cluster.kill(leader)
+        )
+        publish(pieces[1])
+        new_leader = await eventually(
+            lambda: cluster.queue_leader(events_queue, asking=survivor),
+            lambda node: node is not leader, timeout_s=120, interval_s=0.2,
+            what="a new leader of the events queue",
+        )  # fmt: skip
+        broker.figures["new_leader_seen_s"] = round(time.monotonic() - broker.at, 1)
+        # The queue keeps the dead node's consumer as "suspected down" until that node is
+        # back (its unacked messages went back to the queue at once): count the others.
+        await eventually(
+            lambda: cluster.consumers(events_queue, asking=survivor),
+            lambda on: len([n for n in on if n != leader.name]) == 2,
+            timeout_s=120, interval_s=0.2, what="both bridges consuming through the others",
+        )  # fmt: skip
+        broker.figures["consumers_back_s"] = round(time.monotonic() - broker.at, 1)
+        await cluster.restart(leader)  # as the node's supervisor would
+
+        # 2. The database primary dies; the standby is promoted.
+        await watch.until("done", handed_over * 3 // 10)
+        database = await watch.kill("database primary (standby promoted)", pg.kill_primary)
+        assert not pg.primary.running()
+        publish(pieces[2])
+        await pg.promote()
+        database.figures["promoted_s"] = round(time.monotonic() - database.at, 1)
+
+        # 3. A bridge instance dies; its children go to the other when their leases lapse.
+        await watch.until("done", handed_over * 55 // 100)
+        victim = bridges[0]
+        assert victim.proc is not None and victim.proc.poll() is None, victim.log_path
+        instance = await watch.kill(f"bridge instance {victim.settings.instance_id}", victim.kill)
+        publish(pieces[3])
+        orphaned = await eventually(
+            lambda: leases_of(ledger, victim.settings.instance_id), lambda n: n == 0,
+            timeout_s=LEASE_S + 60, interval_s=0.2, what="the dead instance's leases taken over",
+        )  # fmt: skip
+        assert orphaned == 0
+        instance.figures["leases_taken_over_s"] = round(time.monotonic() - instance.at, 1)
+        await victim.start()
+
+        await asyncio.gather(*publishing)
+        await simulator.set_faults()  # the registries recover; the backlog must drain
+        final = await eventually(
+            ledger.progress,
+            lambda p: p["events"] == len(valid_events) and p["pending"] == 0
+            and p["parked"] >= len(malformed),
+            timeout_s=WAIT_S + 90, interval_s=0.5, what="cohort settled",
+        )  # fmt: skip
+        for bridge in bridges:  # never crashed by themselves
+            assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log_path
+    finally:
+        await watch.stop()
+        for task in publishing:
+            task.cancel()
+        await asyncio.gather(*publishing, return_exceptions=True)
+        codes = [await bridge.stop() for bridge in bridges]
+    assert codes == [0, 0], "a bridge did not shut down cleanly"
+
+    # The ledger the bridges ended on is the promoted standby's.
+    assert (await ledger.fetch("SELECT inet_server_port() AS p"))[0]["p"] == pg.standby.port
+    dump = await simulator.dump()
+    assert registry_mismatches(cohort, dump) == []
+    assert [s["student_number"] for s in dump if s["created_count"] != 1] == []
+    holders = collections.Counter(s["id_number"] for s in dump if s["id_number"])
+    assert [n for n, count in holders.items() if count > 1] == []
+    parked = await ledger.fetch("SELECT message_id, reason_code, reason FROM parked_messages")
+    assert {r["message_id"] for r in parked} == set(malformed), final
+    assert all(r["reason"] and r["reason_code"] != "delivery_limit" for r in parked)
+    assert await reconciliation_findings(settings, cohort.entry_year) == {}
+    logs = "".join(b.log_path.read_text(encoding="utf-8", errors="replace") for b in bridges)
+    for child in cohort.children:
+        for event in child.events:
+            person = event["data"].get("child")
+            if person:
+                assert person["name"] not in logs
+                assert not person["id_number"] or person["id_number"] not in logs
+
+    report(
+        watch.outages, n=N, messages=len(plan), seconds=time.monotonic() - started,
+        leaders={"events": leader.name, "parked": parked_leader.name, "after": new_leader.name},
+    )  # fmt: skip
+    for outage in watch.outages:  # every outage ended: consumption and hand-overs resumed
+        assert "events_recorded_again_s" in outage.figures, outage
+        assert "handovers_completed_again_s" in outage.figures, outage
+
+
+async def leases_of(ledger: Ledger, instance_id: str) -> int:
+    """Children still leased to *instance_id* (-1 while the database is away)."""
+    try:
+        rows = await ledger.fetch(
+            "SELECT count(*) AS n FROM children"
+            f" WHERE left(lease_owner, {len(instance_id) + 1}) = '{instance_id}/'"
+        )
+    except Exception:
+        return -1
+    return int(rows[0]["n"])
+
+
+def report(outages: list[Outage], **run: object) -> None:
+    print(f"\nHA fault run: {run['n']} children, {run['messages']} messages, "
+          f"{run['seconds']:.0f} s; queue leaders {run['leaders']}")  # fmt: skip
+    for outage in outages:
+        figures = ", ".join(f"{k} {v}" for k, v in outage.figures.items())
+        print(f"  {outage.what}: {figures}")
+    line = {
+        **run,
+        "outages": [{"what": o.what, **o.figures} for o in outages],
+    }
+    print("FAULTS_HA_JSON " + json.dumps(line, default=str))
