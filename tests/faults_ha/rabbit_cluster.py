@@ -160,6 +160,18 @@ class RabbitCluster:
                 return next(n for n in self.nodes if n.name == parts[1])
         raise LookupError(f"queue {queue} not on {ask.name}: {out}")
 
+    async def replicas(self, queue: str, *, asking: RabbitNode) -> tuple[set[str], set[str]]:
+        """The quorum queue's members and, of them, those online."""
+        out = await self.ctl(
+            asking, "list_queues", "-q", "--no-table-headers", "name", "members", "online"
+        )
+        for line in out.splitlines():
+            name, _, rest = line.partition("\t")
+            if name == queue:
+                members, _, online = rest.partition("\t")
+                return _names(members), _names(online)
+        raise LookupError(f"queue {queue} not on {asking.name}: {out}")
+
     async def consumers(self, queue: str, *, asking: RabbitNode) -> list[str]:
         """The nodes whose channels consume from *queue*, one entry per consumer."""
         out = await self.ctl(
@@ -188,3 +200,8 @@ class RabbitCluster:
         await asyncio.gather(*(stop_one(node) for node in self.nodes))
         # epmd (the machine's) forgets a node when its VM's connection to it closes.
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _names(listing: str) -> set[str]:
+    """``[a@localhost, b@localhost]`` as a set of node names."""
+    return {n.strip() for n in listing.strip().strip("[]").split(",") if n.strip()}

@@ -183,6 +183,7 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         for i, name in enumerate(("a", "b"))
     ]
     events_queue = f"{settings.queue_prefix}.events"
+    parked_queue = f"{settings.queue_prefix}.parked"
     ledger = Ledger(settings.database_url)
     watch = Watch(ledger)
     publishing: list[asyncio.Task[None]] = []
@@ -200,8 +201,11 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         # 1. The broker node leading the events queue dies.
         await watch.until("events", len(expected_events(pieces[0])) // 2)
         leader = await cluster.queue_leader(events_queue)
-        parked_leader = await cluster.queue_leader(f"{settings.queue_prefix}.parked")
+        parked_leader = await cluster.queue_leader(parked_queue)
         survivor = next(n for n in cluster.nodes if n is not leader)
+        every_node = {n.name for n in cluster.nodes}
+        for queue in (events_queue, parked_queue):  # replicated over the whole cluster
+            assert await cluster.replicas(queue, asking=survivor) == (every_node, every_node)
         before = await cluster.consumers(events_queue, asking=survivor)
         assert sorted(before).count(leader.name) == 1, before  # "a" consumes through it
         broker = await watch.kill(
@@ -247,6 +251,12 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         await victim.start()
 
         await asyncio.gather(*publishing)
+        # The restarted broker node is a replica again, caught up by its leader.
+        await eventually(
+            lambda: cluster.replicas(events_queue, asking=survivor),
+            lambda replicas: replicas == (every_node, every_node), timeout_s=120,
+            interval_s=1, what="the killed node back as a replica",
+        )  # fmt: skip
         await simulator.set_faults()  # the registries recover; the backlog must drain
         final = await eventually(
             ledger.progress,
