@@ -17,7 +17,15 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.faults_ha.engines import alive, free_port, give_to, kill_tree, pg_bindir, run_as
+from tests.faults_ha.engines import (
+    alive,
+    free_port,
+    give_to,
+    gone,
+    kill_tree,
+    pg_bindir,
+    run_as,
+)
 
 USER = "postgres"
 STANDBY_NAME = "xueji_standby"
@@ -155,11 +163,12 @@ class PostgresPair:
             await conn.close()
         raise RuntimeError("the standby still streams")
 
-    def kill_primary(self) -> None:
-        """SIGKILL the primary's postmaster and every backend at once."""
+    async def kill_primary(self) -> None:
+        """SIGKILL the primary's postmaster and every backend at once; wait until gone."""
         pid = self.primary.pid()
         assert pid is not None
         kill_tree(pid)
+        assert await gone(pid, 10), "the primary outlived SIGKILL"
 
     async def promote(self) -> None:
         """Promote the standby (waits until it accepts writes)."""

@@ -144,21 +144,24 @@ class RabbitCluster:
         node.pid_file.unlink(missing_ok=True)
         await self._boot(node)
 
-    def kill(self, node: RabbitNode) -> None:
+    async def kill(self, node: RabbitNode) -> None:
         """SIGKILL the node's Erlang VM: no goodbye to clients or to the other nodes."""
         pid = node.pid()
         assert pid is not None, f"{node.name} has no pid"
         os.kill(pid, signal.SIGKILL)
+        assert await gone(pid, 10), f"{node.name} outlived SIGKILL"
 
-    async def queue_leader(self, queue: str, *, asking: RabbitNode | None = None) -> RabbitNode:
-        """The node whose replica of the quorum queue *queue* leads."""
+    async def queue_leader(
+        self, queue: str, *, asking: RabbitNode | None = None
+    ) -> RabbitNode | None:
+        """The node whose replica of the quorum queue *queue* leads (None: being elected)."""
         ask = asking or next(n for n in self.nodes if n.running())
         out = await self.ctl(ask, "list_queues", "-q", "--no-table-headers", "name", "leader")
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] == queue:
-                return next(n for n in self.nodes if n.name == parts[1])
-        raise LookupError(f"queue {queue} not on {ask.name}: {out}")
+                return next((n for n in self.nodes if n.name == parts[1]), None)
+        return None  # a queue without a leader is left out of the listing
 
     async def replicas(self, queue: str, *, asking: RabbitNode) -> tuple[set[str], set[str]]:
         """The quorum queue's members and, of them, those online."""
@@ -177,7 +180,7 @@ class RabbitCluster:
         out = await self.ctl(
             asking, "list_consumers", "-q", "--no-table-headers", "queue_name", "channel_pid"
         )
-        found = []
+        found: list[str] = []
         for line in out.splitlines():
             parts = line.split()
             if len(parts) == 2 and parts[0] == queue:

@@ -235,6 +235,7 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         await watch.until("events", len(expected_events(pieces[0])) // 2)
         leader = await cluster.queue_leader(events_queue)
         parked_leader = await cluster.queue_leader(parked_queue)
+        assert leader is not None and parked_leader is not None
         survivor = next(n for n in cluster.nodes if n is not leader)
         every_node = {n.name for n in cluster.nodes}
         for queue in (events_queue, parked_queue):  # replicated over the whole cluster
@@ -249,10 +250,11 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         publish(pieces[1])
         new_leader = await eventually(
             lambda: cluster.queue_leader(events_queue, asking=survivor),
-            lambda node: node is not leader, timeout_s=120, interval_s=0.2,
+            lambda node: node is not None and node is not leader, timeout_s=120, interval_s=0.2,
             what="a new leader of the events queue",
         )  # fmt: skip
         broker.figures["new_leader_seen_s"] = round(time.monotonic() - broker.at, 1)
+        assert new_leader is not None
         # The queue keeps the dead node's consumer as "suspected down" until that node is
         # back (its unacked messages went back to the queue at once): count the others.
         await eventually(

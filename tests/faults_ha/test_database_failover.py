@@ -124,7 +124,7 @@ async def test_asynchronous_replication_loses_acked_events_and_reconciliation_fi
         await eventually(
             lambda: _value(acked(bridge)), lambda n: n >= CHILDREN, what="second half acked"
         )
-        pg.kill_primary()
+        await pg.kill_primary()
         await pg.promote()
         await simulator.set_faults()
         # The bridge goes on on the promoted standby, which never heard of the second half;
@@ -155,7 +155,7 @@ async def test_synchronous_replication_loses_nothing_when_the_primary_dies(
         # The second half's commits wait for a standby that no longer listens: unacked.
         await eventually(lambda: waiting_for_standby(pg), bool, what="commits waiting")
         assert acked(bridge) == len(kept.children)
-        pg.kill_primary()
+        await pg.kill_primary()
         await pg.promote()
         # Unanswered commits count as not done: recorded again on the new primary, acked.
         await eventually(lambda: settled(bridge, CHILDREN), bool, timeout_s=90, what="settled")
