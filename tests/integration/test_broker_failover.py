@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import aio_pika
 import pytest
@@ -24,6 +25,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.live
 
 HOST, PORT = "127.0.0.1", 5672
+T = TypeVar("T")
 
 
 def names_for(amqp_names: dict[str, str], group_size: int | None = 3) -> TopologyNames:
@@ -51,6 +53,7 @@ async def test_the_first_node_that_answers_is_used(proxies: list[TcpProxy]) -> N
     nobody = free_port()
     connection = await connect_cluster(f"{node_url(nobody)},{node_url(proxies[1].port)}")
     try:
+        assert isinstance(connection, ClusterConnection)
         assert connection.url.port == proxies[1].port
     finally:
         await connection.close()
@@ -70,7 +73,7 @@ async def test_consumer_and_confirmed_publishes_move_to_the_next_node(
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=10)
         topology = await declare(channel, names_for(amqp_names))
-        deliveries: list[tuple[str | None, bool]] = []
+        deliveries: list[tuple[str | None, bool | None]] = []
         held: list[AbstractIncomingMessage] = []
 
         async def consume(message: AbstractIncomingMessage) -> None:
@@ -128,5 +131,5 @@ async def test_a_queue_made_before_without_a_group_size_is_taken_as_it_is(
         await connection.close()
 
 
-async def _value(value: object) -> object:
+async def _value(value: T) -> T:
     return value
