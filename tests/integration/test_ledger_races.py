@@ -20,6 +20,7 @@ from bridge.domain.child_record import fold
 from bridge.domain.handoff import Arrival, Handoff
 from bridge.domain.intake import IntakeRequest
 from bridge.errors import LeaseLost
+from simulator.cohort import generate_cohort
 from tests.support.wire_events import SHA, G, L, cancelled, ev, graduated, key_info, number_assigned
 
 pytestmark = pytest.mark.live
@@ -162,3 +163,26 @@ async def test_a_merge_keeps_what_either_row_knew_and_moves_its_history(
         ids = await pool.fetch(f"SELECT DISTINCT child_id FROM {table}")
         assert [r["child_id"] for r in ids] == [first.child_id], table
     assert await pool.fetchval("SELECT count(*) FROM school_pulls") == 1
+
+
+async def test_two_instances_recording_a_new_childs_first_events_alone_both_succeed(
+    make_ledger: Any,
+) -> None:
+    # Each instance's batch holds one event: the one that loses the race to create the
+    # child must try again (and find the row), not fail the message.
+    pool, ledger = await make_ledger()
+    other = Ledger(pool)
+    cohort = generate_cohort(2026, 8, seed=93, mix={"graduated": 1.0})
+    try:
+        for child in cohort.children:
+            number = child.final_student_number
+            results = await asyncio.gather(
+                ledger.record_event(*ev(child.events[0])),
+                other.record_event(*ev(key_info(number, 2))),
+                return_exceptions=True,
+            )
+            assert [type(r).__name__ for r in results] == ["RecordedEvent"] * 2
+    finally:
+        await other.aclose()
+    rows = await pool.fetch("SELECT count(*) AS events FROM child_events GROUP BY child_id")
+    assert [r["events"] for r in rows] == [2] * len(cohort.children)
