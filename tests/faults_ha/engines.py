@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -17,7 +18,30 @@ from tests.support.bridge_process import free_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 
-__all__ = ["RABBIT_BIN", "free_port", "kill_tree", "pg_bindir", "require_engines", "run_as"]
+__all__ = [
+    "RABBIT_BIN", "Engine", "free_port", "kill_tree", "pg_bindir", "require_engines", "run_as",
+]  # fmt: skip
+
+
+class Engine:
+    """Servers a test starts: ``async with`` starts them, and stops them whatever happens."""
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # half-started: what did start must not outlive the test
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
 
 def pg_bindir() -> Path | None:

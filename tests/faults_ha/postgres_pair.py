@@ -18,6 +18,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.faults_ha.engines import (
+    Engine,
     alive,
     free_port,
     give_to,
@@ -55,7 +56,7 @@ class PgServer:
         return pid is not None and alive(pid)
 
 
-class PostgresPair:
+class PostgresPair(Engine):
     """Primary + standby; ``async with`` builds and starts them, and removes them after."""
 
     def __init__(self, root: Path, *, synchronous: bool = True) -> None:
@@ -81,17 +82,6 @@ class PostgresPair:
             "-l", str(self.root / f"{server.name}.log"),
             "-o", f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1",
         )  # fmt: skip
-
-    async def __aenter__(self) -> PostgresPair:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """initdb, start the primary, clone the standby, start it, make it synchronous."""

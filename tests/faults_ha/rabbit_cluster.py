@@ -18,7 +18,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.faults_ha.engines import RABBIT_BIN, alive, free_port, give_to, gone, run_as
+from tests.faults_ha.engines import RABBIT_BIN, Engine, alive, free_port, give_to, gone, run_as
 
 USER = "rabbitmq"
 
@@ -51,7 +51,7 @@ class RabbitNode:
         return pid is not None and alive(pid)
 
 
-class RabbitCluster:
+class RabbitCluster(Engine):
     """*size* RabbitMQ nodes, clustered; ``async with`` starts them and tears them down."""
 
     def __init__(self, root: Path, *, size: int = 3) -> None:
@@ -91,17 +91,6 @@ class RabbitCluster:
             USER, str(RABBIT_BIN / "rabbitmqctl"), "-n", node.name, *args,
             env=self._env(node), timeout_s=timeout_s,
         )  # fmt: skip
-
-    async def __aenter__(self) -> RabbitCluster:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         """Start every node and join the others to the first."""
