@@ -19,7 +19,10 @@ the standby promoted.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
@@ -105,86 +108,91 @@ async def publish(settings: Settings, cohort: Cohort) -> None:
     await publish_cohort(settings.amqp_url, cohort, exchange=settings.events_exchange)
 
 
-async def test_asynchronous_replication_loses_acked_events_and_reconciliation_finds_them(
-    postgres_pair_async: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
-) -> None:
-    pg = postgres_pair_async
-    settings = settings_for(pg, simulator, amqp_names)
-    cohort = generate_cohort(2026, CHILDREN, seed=616, mix={"graduated": 1.0})
-    kept, lost = halves(cohort)
-    await seed_cohort(simulator.url, cohort)
-    async with running_bridge(settings) as bridge:
-        await publish(settings, kept)
-        await eventually(lambda: settled(bridge, len(kept.children)), bool, what="first half")
-        await eventually(lambda: replicated(pg), bool, what="standby caught up")
-        await pg.stop_replication()
-        # The registry is away meanwhile: the second half gets no further than the ledger.
-        await simulator.set_faults(registry={"p_503": 1.0, "retry_after_s": 1})
-        await publish(settings, lost)
-        await eventually(
-            lambda: _value(acked(bridge)), lambda n: n >= CHILDREN, what="second half acked"
-        )
-        await pg.kill_primary()
-        await pg.promote()
-        await simulator.set_faults()
-        # The bridge goes on on the promoted standby, which never heard of the second half;
-        # the broker has nothing left to deliver again.
-        await eventually(lambda: settled(bridge, len(kept.children)), bool, what="settled")
-        assert await inbox_of(settings) == len(kept.children)
-    findings = await reconciliation_findings(settings, cohort.entry_year)
-    assert findings == {"lost_upstream": sorted(c.final_student_number for c in lost.children)}, (
-        findings
-    )
-    held = registry_view(await simulator.dump())
-    assert set(held) == {c.final_student_number for c in kept.children}
+@dataclass
+class Run:
+    """A bridge on the pair, the first half of a cohort handed over and on the standby."""
+
+    settings: Settings
+    bridge: Bridge
+    cohort: Cohort
+    first: Cohort
+    second: Cohort
 
 
-async def test_synchronous_replication_loses_nothing_when_the_primary_dies(
-    postgres_pair: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
-) -> None:
-    pg = postgres_pair
-    settings = settings_for(pg, simulator, amqp_names)
-    cohort = generate_cohort(2026, CHILDREN, seed=617, mix={"graduated": 1.0})
-    kept, pending = halves(cohort)
-    await seed_cohort(simulator.url, cohort)
-    async with running_bridge(settings) as bridge:
-        await publish(settings, kept)
-        await eventually(lambda: settled(bridge, len(kept.children)), bool, what="first half")
-        await pg.stop_replication()
-        await publish(settings, pending)
-        # The second half's commits wait for a standby that no longer listens: unacked.
-        await eventually(lambda: waiting_for_standby(pg), bool, what="commits waiting")
-        assert acked(bridge) == len(kept.children)
-        await pg.kill_primary()
-        await pg.promote()
-        # Unanswered commits count as not done: recorded again on the new primary, acked.
-        await eventually(lambda: settled(bridge, CHILDREN), bool, timeout_s=90, what="settled")
-        assert await inbox_of(settings) == CHILDREN
-    assert await reconciliation_findings(settings, cohort.entry_year) == {}
-    assert registry_view(await simulator.dump()) == expected_view(cohort)
-
-
-async def test_a_primary_fenced_read_only_is_left_for_the_promoted_standby(
-    postgres_pair_async: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
-) -> None:
-    pg = postgres_pair_async
-    settings = settings_for(pg, simulator, amqp_names)
-    cohort = generate_cohort(2026, CHILDREN, seed=618, mix={"graduated": 1.0})
+@contextlib.asynccontextmanager
+async def first_half_handed_over(
+    pg: PostgresPair, simulator: SimulatorHandle, names: dict[str, str], seed: int
+) -> AsyncIterator[Run]:
+    settings = settings_for(pg, simulator, names)
+    cohort = generate_cohort(2026, CHILDREN, seed=seed, mix={"graduated": 1.0})
     first, second = halves(cohort)
     await seed_cohort(simulator.url, cohort)
     async with running_bridge(settings) as bridge:
         await publish(settings, first)
         await eventually(lambda: settled(bridge, len(first.children)), bool, what="first half")
         await eventually(lambda: replicated(pg), bool, what="standby caught up")
+        yield Run(settings, bridge, cohort, first, second)
+
+
+async def test_asynchronous_replication_loses_acked_events_and_reconciliation_finds_them(
+    postgres_pair_async: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
+) -> None:
+    pg = postgres_pair_async
+    async with first_half_handed_over(pg, simulator, amqp_names, seed=616) as run:
+        await pg.stop_replication()
+        # The registry is away meanwhile: the second half gets no further than the ledger.
+        await simulator.set_faults(registry={"p_503": 1.0, "retry_after_s": 1})
+        await publish(run.settings, run.second)
+        await eventually(
+            lambda: _value(acked(run.bridge)), lambda n: n >= CHILDREN, what="second half acked"
+        )
+        await pg.kill_primary()
+        await pg.promote()
+        await simulator.set_faults()
+        # The bridge goes on on the promoted standby, which never heard of the second half;
+        # the broker has nothing left to deliver again.
+        await eventually(lambda: settled(run.bridge, len(run.first.children)), bool)
+        assert await inbox_of(run.settings) == len(run.first.children)
+    findings = await reconciliation_findings(run.settings, run.cohort.entry_year)
+    lost = sorted(c.final_student_number for c in run.second.children)
+    assert findings == {"lost_upstream": lost}, findings
+    held = registry_view(await simulator.dump())
+    assert set(held) == {c.final_student_number for c in run.first.children}
+
+
+async def test_synchronous_replication_loses_nothing_when_the_primary_dies(
+    postgres_pair: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
+) -> None:
+    pg = postgres_pair
+    async with first_half_handed_over(pg, simulator, amqp_names, seed=617) as run:
+        await pg.stop_replication()
+        await publish(run.settings, run.second)
+        # The second half's commits wait for a standby that no longer listens: unacked.
+        await eventually(lambda: waiting_for_standby(pg), bool, what="commits waiting")
+        assert acked(run.bridge) == len(run.first.children)
+        await pg.kill_primary()
+        await pg.promote()
+        # Unanswered commits count as not done: recorded again on the new primary, acked.
+        await eventually(lambda: settled(run.bridge, CHILDREN), bool, timeout_s=90)
+        assert await inbox_of(run.settings) == CHILDREN
+    assert await reconciliation_findings(run.settings, run.cohort.entry_year) == {}
+    assert registry_view(await simulator.dump()) == expected_view(run.cohort)
+
+
+async def test_a_primary_fenced_read_only_is_left_for_the_promoted_standby(
+    postgres_pair_async: PostgresPair, simulator: SimulatorHandle, amqp_names: dict[str, str]
+) -> None:
+    pg = postgres_pair_async
+    async with first_half_handed_over(pg, simulator, amqp_names, seed=618) as run:
         # Fenced: the old primary stays up and answers, but takes no more writes. The
         # pool still holds connections to it.
         await pg.execute(pg.primary, "ALTER SYSTEM SET default_transaction_read_only = on")
         await pg.execute(pg.primary, "SELECT pg_reload_conf()")
         await pg.promote()
-        await publish(settings, second)
-        await eventually(lambda: settled(bridge, CHILDREN), bool, timeout_s=90, what="settled")
-        assert await _server_port(bridge) == pg.standby.port
-    assert registry_view(await simulator.dump()) == expected_view(cohort)
+        await publish(run.settings, run.second)
+        await eventually(lambda: settled(run.bridge, CHILDREN), bool, timeout_s=90)
+        assert await _server_port(run.bridge) == pg.standby.port
+    assert registry_view(await simulator.dump()) == expected_view(run.cohort)
 
 
 async def _server_port(bridge: Bridge) -> int:
