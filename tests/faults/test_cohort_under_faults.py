@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,6 @@ from tests.support.waiting import eventually
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 N = int(os.environ.get("XUEJI_FAULTS_N", "2000"))
-MALFORMED = max(len(MALFORMED_KINDS), round(10_000 * N / 100_000))
 # Beyond the bridge's read time-out (bridge_settings: 2 s), so a slow answer is a failure.
 SLOW_S = 2.5
 FAULTS = {
@@ -187,21 +187,87 @@ async def reconciliation_findings(settings: Settings, entry_year: int) -> dict[s
     }
 
 
+@dataclass(frozen=True)
+class FaultyCohort:
+    """A cohort seeded at the preschool registry and what the publisher will make of it."""
+
+    cohort: Cohort
+    plan: list[OutgoingMessage]
+    malformed: dict[str, str]  # message id -> kind
+    valid_events: set[str]
+    handed_over: int  # children the registry should end up holding
+
+
+async def faulty_cohort(
+    simulator: SimulatorHandle, n: int, *, seed: int, plan_seed: int
+) -> FaultyCohort:
+    """Every lifecycle case, 20 % sent twice, shuffled and interleaved, malformed messages
+    mixed in (10 000 per 100 000 children); the registries' weather set to FAULTS."""
+    cohort = generate_cohort(2026, n, seed=seed)
+    await seed_cohort(simulator.url, cohort)
+    plan = plan_messages(
+        cohort, duplicate_fraction=0.2, shuffle_children=True, interleave=True,
+        malformed=max(len(MALFORMED_KINDS), round(10_000 * n / 100_000)), seed=plan_seed,
+    )  # fmt: skip
+    await simulator.set_faults(registry=FAULTS, preschool=FAULTS)
+    return FaultyCohort(
+        cohort, plan, {m.message_id: m.kind for m in plan if m.kind in MALFORMED_KINDS},
+        expected_events(plan), sum(c.expected_outcome == "handed_over" for c in cohort.children),
+    )  # fmt: skip
+
+
+async def until_settled(ledger: Ledger, run: FaultyCohort, *, timeout_s: float) -> None:
+    """Until every event is recorded, every malformed message parked and no work is left."""
+    await eventually(
+        ledger.progress,
+        lambda p: p["events"] == len(run.valid_events) and p["pending"] == 0
+        and p["parked"] >= len(run.malformed),
+        timeout_s=timeout_s, interval_s=0.5, what="cohort settled",
+    )  # fmt: skip
+
+
+async def assert_came_through(
+    run: FaultyCohort,
+    simulator: SimulatorHandle,
+    ledger: Ledger,
+    settings: Settings,
+    logs: list[Path],
+) -> None:
+    """The fault suites' verdict, once the bridges are stopped: nothing lost or doubled."""
+    cohort = run.cohort
+    dump = await simulator.dump()
+    assert registry_mismatches(cohort, dump) == []
+    # 0 duplicated numbers: one creation per registration, one number per identity.
+    assert [s["student_number"] for s in dump if s["created_count"] != 1] == []
+    holders = collections.Counter(s["id_number"] for s in dump if s["id_number"])
+    assert [n for n, count in holders.items() if count > 1] == []
+    # Every malformed message parked with its reason, and nothing else parked.
+    parked = await ledger.fetch("SELECT message_id, reason_code, reason FROM parked_messages")
+    assert {r["message_id"] for r in parked} == set(run.malformed)
+    assert all(r["reason"] and r["reason_code"] != "delivery_limit" for r in parked)
+    # Bad source files wait for an operator; they are never handed over.
+    aside = await ledger.fetch(
+        "SELECT count(*) AS n FROM children WHERE set_aside_reason = 'bad_source_file'"
+    )
+    assert aside[0]["n"] == sum(c.scenario == "bad_source_file" for c in cohort.children)
+    assert await reconciliation_findings(settings, cohort.entry_year) == {}
+    # Personal data never reaches the logs, whatever went wrong.
+    text = "".join(log.read_text(encoding="utf-8", errors="replace") for log in logs)
+    for child in cohort.children:
+        for event in child.events:
+            person = event["data"].get("child")
+            if person:
+                assert person["name"] not in text
+                assert not person["id_number"] or person["id_number"] not in text
+
+
 async def test_a_cohort_survives_crashes_restarts_and_a_failing_registry(
     bridge_settings: Settings, simulator: SimulatorHandle, tmp_path: Path
 ) -> None:
     require_service_control()
     started = time.monotonic()
-    cohort = generate_cohort(2026, N, seed=4242)
-    await seed_cohort(simulator.url, cohort)
-    plan = plan_messages(
-        cohort, duplicate_fraction=0.2, shuffle_children=True, interleave=True,
-        malformed=MALFORMED, seed=11,
-    )  # fmt: skip
-    malformed = {m.message_id: m.kind for m in plan if m.kind in MALFORMED_KINDS}
-    valid_events = expected_events(plan)
-    handed_over = sum(c.expected_outcome == "handed_over" for c in cohort.children)
-    await simulator.set_faults(registry=FAULTS, preschool=FAULTS)
+    run = await faulty_cohort(simulator, N, seed=4242, plan_seed=11)
+    plan, valid_events, handed_over = run.plan, run.valid_events, run.handed_over
 
     # Short leases: a killed instance's children go to the other one quickly.
     settings = bridge_settings.model_copy(update={"lease_s": 8.0, "handoff_concurrency": 16})
@@ -228,12 +294,7 @@ async def test_a_cohort_survives_crashes_restarts_and_a_failing_registry(
         await crash_and_restart(bridges[0], kills)
         await publishing
         await simulator.set_faults()  # the registries recover; the backlog must drain
-        final = await eventually(
-            ledger.progress,
-            lambda p: p["events"] == len(valid_events) and p["pending"] == 0
-            and p["parked"] >= len(malformed),
-            timeout_s=WAIT_S + 90, interval_s=0.5, what="cohort settled",
-        )  # fmt: skip
+        await until_settled(ledger, run, timeout_s=WAIT_S + 90)
         for bridge in bridges:  # never crashed on input: both still run by themselves
             assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log_path
     finally:
@@ -241,28 +302,5 @@ async def test_a_cohort_survives_crashes_restarts_and_a_failing_registry(
     assert codes == [0, 0], "a bridge did not shut down cleanly"
     assert len(kills) == 3
 
-    dump = await simulator.dump()
-    assert registry_mismatches(cohort, dump) == []
-    # 0 duplicated numbers: one creation per registration, one number per identity.
-    assert [s["student_number"] for s in dump if s["created_count"] != 1] == []
-    holders = collections.Counter(s["id_number"] for s in dump if s["id_number"])
-    assert [n for n, count in holders.items() if count > 1] == []
-    # Every malformed message parked with its reason, and nothing else parked.
-    parked = await ledger.fetch("SELECT message_id, reason_code, reason FROM parked_messages")
-    assert {r["message_id"] for r in parked} == set(malformed), final
-    assert all(r["reason"] and r["reason_code"] != "delivery_limit" for r in parked)
-    # Bad source files wait for an operator; they are never handed over.
-    aside = await ledger.fetch(
-        "SELECT count(*) AS n FROM children WHERE set_aside_reason = 'bad_source_file'"
-    )
-    assert aside[0]["n"] == sum(c.scenario == "bad_source_file" for c in cohort.children)
-    assert await reconciliation_findings(settings, cohort.entry_year) == {}
-    # Personal data never reaches the logs, whatever went wrong.
-    logs = "".join(b.log_path.read_text(encoding="utf-8", errors="replace") for b in bridges)
-    for child in cohort.children:
-        for event in child.events:
-            person = event["data"].get("child")
-            if person:
-                assert person["name"] not in logs
-                assert not person["id_number"] or person["id_number"] not in logs
+    await assert_came_through(run, simulator, ledger, settings, [b.log_path for b in bridges])
     print(f"\nfault run: {N} children, {len(plan)} messages, {time.monotonic() - started:.0f} s")

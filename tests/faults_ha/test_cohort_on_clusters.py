@@ -26,7 +26,6 @@ Size: ``XUEJI_FAULTS_HA_N`` children (``make faults-ha N=2000``).
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import os
 import time
@@ -38,15 +37,14 @@ import asyncpg
 import pytest
 
 from bridge.settings import Settings
-from simulator.cohort import generate_cohort
-from simulator.publisher import MALFORMED_KINDS, OutgoingMessage, plan_messages, seed_cohort
+from simulator.publisher import OutgoingMessage
 from tests.faults.test_cohort_under_faults import (
-    FAULTS,
     Ledger,
+    assert_came_through,
     expected_events,
+    faulty_cohort,
     publish_through_outages,
-    reconciliation_findings,
-    registry_mismatches,
+    until_settled,
 )
 from tests.faults_ha.postgres_pair import PostgresPair
 from tests.faults_ha.rabbit_cluster import RabbitCluster
@@ -55,7 +53,6 @@ from tests.support.sim import SimulatorHandle
 from tests.support.waiting import eventually
 
 N = int(os.environ.get("XUEJI_FAULTS_HA_N", "500"))
-MALFORMED = max(len(MALFORMED_KINDS), round(10_000 * N / 100_000))
 # On two shared cores the bridges hand over some tens of children a second while the
 # registries fail a third of the time.
 WAIT_S = 150 + N / 15
@@ -192,16 +189,8 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
 ) -> None:
     started = time.monotonic()
     cluster, pg = rabbit_cluster, postgres_pair
-    cohort = generate_cohort(2026, N, seed=2020)
-    await seed_cohort(simulator.url, cohort)
-    plan = plan_messages(
-        cohort, duplicate_fraction=0.2, shuffle_children=True, interleave=True,
-        malformed=MALFORMED, seed=20,
-    )  # fmt: skip
-    malformed = {m.message_id: m.kind for m in plan if m.kind in MALFORMED_KINDS}
-    valid_events = expected_events(plan)
-    handed_over = sum(c.expected_outcome == "handed_over" for c in cohort.children)
-    await simulator.set_faults(registry=FAULTS, preschool=FAULTS)
+    run = await faulty_cohort(simulator, N, seed=2020, plan_seed=20)
+    plan, handed_over = run.plan, run.handed_over
 
     settings = settings_for(simulator, cluster, pg)
     # Each bridge lists every node, starting from a different one: "a" declares the
@@ -303,12 +292,7 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
             interval_s=1, what="the killed node back as a replica",
         )  # fmt: skip
         await simulator.set_faults()  # the registries recover; the backlog must drain
-        final = await eventually(
-            ledger.progress,
-            lambda p: p["events"] == len(valid_events) and p["pending"] == 0
-            and p["parked"] >= len(malformed),
-            timeout_s=WAIT_S + 90, interval_s=0.5, what="cohort settled",
-        )  # fmt: skip
+        await until_settled(ledger, run, timeout_s=WAIT_S + 90)
         for bridge in bridges:  # never crashed by themselves
             assert bridge.proc is not None and bridge.proc.poll() is None, bridge.log_path
     finally:
@@ -321,22 +305,7 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
 
     # The ledger the bridges ended on is the promoted standby's.
     assert (await ledger.fetch("SELECT inet_server_port() AS p"))[0]["p"] == pg.standby.port
-    dump = await simulator.dump()
-    assert registry_mismatches(cohort, dump) == []
-    assert [s["student_number"] for s in dump if s["created_count"] != 1] == []
-    holders = collections.Counter(s["id_number"] for s in dump if s["id_number"])
-    assert [n for n, count in holders.items() if count > 1] == []
-    parked = await ledger.fetch("SELECT message_id, reason_code, reason FROM parked_messages")
-    assert {r["message_id"] for r in parked} == set(malformed), final
-    assert all(r["reason"] and r["reason_code"] != "delivery_limit" for r in parked)
-    assert await reconciliation_findings(settings, cohort.entry_year) == {}
-    logs = "".join(b.log_path.read_text(encoding="utf-8", errors="replace") for b in bridges)
-    for child in cohort.children:
-        for event in child.events:
-            person = event["data"].get("child")
-            if person:
-                assert person["name"] not in logs
-                assert not person["id_number"] or person["id_number"] not in logs
+    await assert_came_through(run, simulator, ledger, settings, [b.log_path for b in bridges])
 
     report(
         watch.outages, n=N, messages=len(plan), seconds=time.monotonic() - started,
