@@ -5,14 +5,14 @@ channels, QoS, exchanges, queues, bindings and consumers on the new connection. 
 cluster that is all we need, but for the node: ``ClusterConnection`` moves the URL to
 the next node whenever a connection closes or an attempt fails (aio-pika tells both to
 ``_on_connection_close``), so the next attempt goes elsewhere. Messages a consumer had
-not acked when its node went are handed out again by the queue; publishes waiting for a
-confirm fail, and their callers decide (the ledger's inbox makes a second copy harmless).
+not acked when its node went are handed out again by the queue; a publish waiting for a
+confirm fails, and ``publish_confirmed`` sends it again (a copy is harmless: the
+ledger's inbox records an event once).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,13 +21,12 @@ from aio_pika.abc import AbstractExchange, AbstractMessage, AbstractRobustConnec
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
 from yarl import URL
 
-# Between attempts once every node failed in turn (aio-pika's default: 5 s). The first
-# attempt after a loss goes out at once, to the next node.
+# Between a failed attempt and the next, on the next node (aio-pika's default: 5 s).
+# The first attempt after a loss goes out at once.
 RECONNECT_INTERVAL_S = 1.0
 # A node whose host is gone (rather than refusing) must not hold an attempt for minutes.
 CONNECT_TIMEOUT_S = 15.0
-# A publish cut off from its confirm by a lost node is sent again (a copy is harmless:
-# same message id, and the ledger's inbox records an event once) for this long.
+# A publish cut off from its confirm by a lost node is sent again for this long.
 REPUBLISH_WITHIN_S = 60.0
 # What a lost connection looks like to a publisher: the frame could not go out, or went
 # out and its confirm cannot come back.
@@ -61,6 +60,8 @@ class ClusterConnection(RobustConnection):
         self._at = self.nodes.index(url) if url in self.nodes else 0
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        # aio-pika (10.2, pinned) calls this for a lost connection and for a failed attempt
+        # alike; tests/integration/test_broker_failover.py holds it to that.
         if not self.close_called:
             self._at = (self._at + 1) % len(self.nodes)
             self.url = self.nodes[self._at]
@@ -92,14 +93,15 @@ async def connect_cluster(amqp_url: str, **kwargs: Any) -> AbstractRobustConnect
 async def publish_confirmed(
     exchange: AbstractExchange, message: AbstractMessage, routing_key: str
 ) -> None:
-    """Publish and wait for the broker's confirm, again on the next node if need be."""
-    deadline = time.monotonic() + REPUBLISH_WITHIN_S
-    while True:
-        try:
-            await exchange.publish(message, routing_key=routing_key)
-            return
-        except _CONNECTION_LOST:
-            if time.monotonic() > deadline:
-                raise
-            # The robust channel waits for the new connection before it publishes again.
-            await asyncio.sleep(0.1)
+    """Publish and wait for the broker's confirm, again on the next node if need be.
+
+    Raises TimeoutError when no node confirmed it within REPUBLISH_WITHIN_S.
+    """
+    async with asyncio.timeout(REPUBLISH_WITHIN_S):
+        while True:
+            try:
+                await exchange.publish(message, routing_key=routing_key)
+                return
+            except _CONNECTION_LOST:
+                # The robust channel waits for the new connection before it publishes.
+                await asyncio.sleep(0.1)
