@@ -43,7 +43,7 @@ def node_url(port: int) -> str:
 
 @pytest.fixture
 async def proxies() -> AsyncIterator[list[TcpProxy]]:
-    started = [await TcpProxy(HOST, PORT).start() for _ in range(2)]
+    started = [await TcpProxy(HOST, PORT).start() for _ in range(3)]
     yield started
     for proxy in started:
         await proxy.close()
@@ -67,7 +67,7 @@ async def test_no_node_answering_fails_the_start() -> None:
 async def test_consumer_and_confirmed_publishes_move_to_the_next_node(
     proxies: list[TcpProxy], amqp_names: dict[str, str]
 ) -> None:
-    connection = await connect_cluster(",".join(node_url(p.port) for p in proxies))
+    connection = await connect_cluster(",".join(node_url(p.port) for p in proxies[:2]))
     assert isinstance(connection, ClusterConnection)
     try:
         channel = await connection.channel(publisher_confirms=True)
@@ -107,6 +107,27 @@ async def test_consumer_and_confirmed_publishes_move_to_the_next_node(
         probe = await connection.channel()
         queue = await probe.declare_queue(topology.events_queue.name, passive=True)
         assert queue.declaration_result.message_count == 0
+    finally:
+        await connection.close()
+
+
+async def test_an_attempt_that_fails_moves_on_to_the_node_after(
+    proxies: list[TcpProxy], amqp_names: dict[str, str]
+) -> None:
+    connection = await connect_cluster(",".join(node_url(p.port) for p in proxies))
+    assert isinstance(connection, ClusterConnection)
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        topology = await declare(channel, names_for(amqp_names))
+        # The node it is on and the next one go at once: the attempt on the next fails,
+        # and the one after that is tried.
+        await asyncio.gather(proxies[0].cut(), proxies[1].cut())
+        await asyncio.wait_for(
+            publish_confirmed(topology.events_exchange, aio_pika.Message(b"{}"), "child.graduated"),
+            30,
+        )
+        assert connection.url.port == proxies[2].port
+        assert proxies[2].accepted == 1
     finally:
         await connection.close()
 
