@@ -301,16 +301,16 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
             task.cancel()
         await asyncio.gather(*publishing, return_exceptions=True)
         codes = [await bridge.stop() for bridge in bridges]
+    report(
+        watch.outages, n=N, messages=len(plan), seconds=time.monotonic() - started,
+        leaders={"events": leader.name, "parked": parked_leader.name, "after": new_leader.name},
+    )  # fmt: skip
     assert codes == [0, 0], "a bridge did not shut down cleanly"
 
     # The ledger the bridges ended on is the promoted standby's.
     assert (await ledger.fetch("SELECT inet_server_port() AS p"))[0]["p"] == pg.standby.port
     await assert_came_through(run, simulator, ledger, settings, [b.log_path for b in bridges])
 
-    report(
-        watch.outages, n=N, messages=len(plan), seconds=time.monotonic() - started,
-        leaders={"events": leader.name, "parked": parked_leader.name, "after": new_leader.name},
-    )  # fmt: skip
     for outage in watch.outages:  # every outage ended: consumption and hand-overs resumed
         assert "new_event_recorded_s" in outage.figures, outage
         assert "handovers_completed_again_s" in outage.figures, outage
