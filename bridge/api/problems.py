@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
+from bridge.failures import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,7 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
             )
             unavailable.headers["Retry-After"] = str(RETRY_AFTER_S)
             raise unavailable from None
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("%s failed: %s\n%s", where, type(exc).__name__, frames.rstrip())
+        log_failure(log, "%s failed", where, exc=exc)
         raise problem(500, "server_error", "the bridge could not answer; it is logged") from None
 
 
