@@ -30,6 +30,20 @@ class Metrics:
             "xueji_parked_messages_total", "Messages parked as not-an-event, by reason code",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.parked_unrecorded = Counter(
+            "xueji_parked_unrecorded_total",
+            "Parked messages PostgreSQL refused, kept in the unrecorded queue instead",
+            registry=self.registry,
+        )  # fmt: skip
+        self.drive_failures = Counter(
+            "xueji_drive_failures_total",
+            "Drives that failed unexpectedly, by what became of the child (retry, set_aside)",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.consumers_paused = Gauge(
+            "xueji_consumers_paused", "1 while the consumers wait for the database to answer",
+            registry=self.registry,
+        )  # fmt: skip
         self.handoffs = Gauge(
             "xueji_handoffs", "Hand-overs by phase (read from the ledger at scrape time)",
             ["phase"], registry=self.registry,

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # so many children at once cost little more than one (bench/handoff.py).
     prefetch: int = 256
     delivery_limit: int = 20
+    # A delivery waits this long for the database before it is handed back (under the
+    # broker's consumer_timeout, 30 minutes by default).
+    database_hold_s: float = 900.0
+    # Unexpected failures of one child's drives (at one childseq) before it is set aside
+    # as internal_error; retried with the durable backoff until then.
+    drive_failure_limit: int = 8
     handoff_concurrency: int = 128
     poll_interval_s: float = 1.0
     lease_s: float = 60.0

@@ -39,6 +39,9 @@ class SetAsideReason(enum.StrEnum):
     REGISTRY_REJECTED = "registry_rejected"
     FILE_REJECTED = "file_rejected"
     SCHOOL_MISMATCH = "school_mismatch"
+    # The bridge itself failed on this child again and again (a defect, not the data's
+    # fault as far as it can tell): for an engineer, with the error's type in the detail.
+    INTERNAL_ERROR = "internal_error"
 
 
 class Phase(enum.StrEnum):

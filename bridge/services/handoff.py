@@ -88,9 +88,17 @@ class HandoffDriver:
             action = progress.handoff.next_action(state.record)
             if action is None:
                 # Done or set aside: the write releases the lease (also when leased with
-                # nothing to do, which gives the lease back).
-                await self._write(state, progress, calls, lease)
-                return
+                # nothing to do, which gives the lease back) ...
+                written = await self._write(state, progress, calls, lease)
+                if (
+                    written.record is state.record
+                    or written.handoff.next_action(written.record) is None
+                ):
+                    return
+                # ... unless an event arrived meanwhile (a correction close behind the
+                # graduation): the lease is still ours, go on from the newest facts.
+                state = written
+                continue
             intent = progress.handoff.attempting(action)
             if intent != progress.handoff or progress.stale(self._renew_after_s):
                 # Durable before the call: a crash or time-out after the registry acted must

@@ -28,7 +28,8 @@ from bridge.adapters.postgres.ledger_batch import (
 )
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Arrival, Handoff, Phase
+from bridge.domain.handoff import Arrival, Handoff, Phase, SetAsideReason
+from bridge.domain.retry_policy import RetryPolicy
 from bridge.errors import LeaseLost
 
 
@@ -97,6 +98,33 @@ _UPDATE_DERIVED_PROGRESS = UPDATE_DERIVED.replace(
     lease_owner = CASE WHEN $21 THEN NULL ELSE lease_owner END,
     lease_until = CASE WHEN $21 THEN NULL ELSE now() + make_interval(secs => $22) END""",
 )
+
+
+# An unexpected failure of a drive: the child waits for its retry, or is set aside as
+# internal_error once it has failed *limit* times at its current childseq.
+_DRIVE_FAILED = f"""
+UPDATE children SET
+    drive_failures = $3, drive_failures_at_childseq = last_childseq, last_error = $4,
+    lease_owner = NULL, lease_until = NULL, updated_at = now(), version = version + 1,
+    next_attempt_at = CASE WHEN $5 THEN NULL ELSE $6::timestamptz END,
+    set_aside_reason = CASE WHEN $5 THEN '{SetAsideReason.INTERNAL_ERROR}'
+                            ELSE set_aside_reason END,
+    phase = CASE WHEN $5 THEN '{Phase.SET_ASIDE}' ELSE phase END,
+    handoff = CASE WHEN $5 THEN jsonb_set(handoff, '{{set_aside}}', jsonb_build_object(
+        'reason', '{SetAsideReason.INTERNAL_ERROR}',
+        'detail', jsonb_build_object('error', $7::text), 'at_childseq', last_childseq))
+        ELSE handoff END
+WHERE child_id = $1 AND lease_owner = $2
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DriveFailure:
+    """What noting an unexpected failure of a drive did."""
+
+    failures: int  # at the child's current childseq, this one included
+    set_aside: bool
+    retry_at: dt.datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +394,13 @@ class Ledger:
         last_error: str | None,
         file: VerifiedFile | None,
     ) -> ChildState:
-        """save() when something changed under us: re-read under the row lock."""
+        """save() when something changed under us: re-read under the row lock.
+
+        If an event arrived meanwhile and left work to do, the child stays leased to a
+        driver that found nothing left (it goes on from the refolded record), and one that
+        waits for a retry gives the lease back with the child due at once: the new event
+        counts now, not when the retry or the lease runs out.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT lease_owner, events_folded, handoff -> 'arrival' AS arrival"
@@ -389,14 +423,16 @@ class Ledger:
             record = state.record
             # Any event recorded meanwhile counts, whatever its childseq: a late one with
             # a lower seq leaves the highest seq as it was, but may change the record.
-            if row["events_folded"] != record.events_folded:
+            refolded = row["events_folded"] != record.events_folded
+            if refolded:
                 record = await self._fold(conn, state.child_id)
             derived = Derived.of(record, handoff)
             attempts = state.attempts + 1 if retry_at else 0
             done = retry_at is None and not derived.has_work
+            due_at = None if refolded and derived.has_work else retry_at
             await conn.execute(
                 _UPDATE_DERIVED_PROGRESS, *derived.update_args(state.child_id), attempts,
-                last_error, retry_at, derived.has_work, done or retry_at is not None,
+                last_error, due_at, derived.has_work, done or retry_at is not None,
                 self._lease_s,
             )  # fmt: skip
             if calls:
@@ -409,6 +445,43 @@ class Ledger:
                     ],
                 )
         return ChildState(state.child_id, record, handoff, attempts)
+
+    async def note_drive_failure(
+        self, child_id: int, lease: str, error: str, *, limit: int, retry: RetryPolicy
+    ) -> DriveFailure | None:
+        """A drive of the child failed unexpectedly (*error*: the exception's type).
+
+        Under our lease: the lease is given back and the child retried after the durable
+        backoff, or set aside as internal_error on its *limit*-th failure at its current
+        childseq. None if the lease is no longer ours.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT drive_failures, drive_failures_at_childseq, last_childseq FROM children"
+                " WHERE child_id = $1 AND lease_owner = $2 FOR UPDATE",
+                child_id, lease,
+            )  # fmt: skip
+            if row is None:
+                return None
+            same_seq = row["drive_failures_at_childseq"] == row["last_childseq"]
+            failures = (row["drive_failures"] if same_seq else 0) + 1
+            aside = failures >= limit
+            retry_at = None if aside else _after(retry.delay_s(failures - 1))
+            await conn.execute(
+                _DRIVE_FAILED, child_id, lease, failures, f"internal_error:{error}"[:200],
+                aside, retry_at, error[:100],
+            )  # fmt: skip
+        return DriveFailure(failures, aside, retry_at)
+
+    async def release_leases(self, leases: Sequence[tuple[int, str]]) -> int:
+        """Give back these leases of ours (drives the database cut off): due at once."""
+        result: str = await self._pool.execute(
+            "UPDATE children c SET lease_owner = NULL, lease_until = NULL"
+            " FROM unnest($1::bigint[], $2::text[]) AS l(child_id, lease)"
+            " WHERE c.child_id = l.child_id AND c.lease_owner = l.lease",
+            [c for c, _ in leases], [lease for _, lease in leases],
+        )  # fmt: skip
+        return int(result.split()[-1])
 
     async def release_instance_leases(self, owner: str) -> int:
         """Free leases an earlier run of this same instance held when it died."""
@@ -473,7 +546,7 @@ class Ledger:
             derived = Derived.of(record, handoff)
             await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
             await conn.execute(
-                "UPDATE children SET attempts = 0, last_error = NULL,"
+                "UPDATE children SET attempts = 0, last_error = NULL, drive_failures = 0,"
                 " next_attempt_at = CASE WHEN $2 THEN now() ELSE NULL END WHERE child_id = $1",
                 child_id, derived.has_work,
             )  # fmt: skip
@@ -537,3 +610,7 @@ class Ledger:
         """Distinct events in the inbox."""
         value: int = await self._pool.fetchval("SELECT count(*) FROM inbox")
         return value
+
+
+def _after(delay_s: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay_s)
