@@ -29,6 +29,8 @@ from bridge.services.handoff import HandoffDriver, HandoffPorts
 from bridge.services.handoff_worker import HandoffWorker
 from bridge.services.sealing import run_sealing
 from bridge.settings import Settings
+from consumers import frame_tolerance
+from consumers.database_gate import ConsumerSwitch, DatabaseGate
 from consumers.events import EventConsumer
 from consumers.parked import ParkedRecorder
 from consumers.topology import Topology, TopologyNames, declare
@@ -80,6 +82,7 @@ class Bridge:
     audit: AuditLog
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     consuming: bool = False
+    gate: DatabaseGate | None = None
 
 
 def topology_names(settings: Settings) -> TopologyNames:
@@ -89,6 +92,7 @@ def topology_names(settings: Settings) -> TopologyNames:
         events_queue=f"{settings.queue_prefix}.events",
         parked_exchange=f"{settings.queue_prefix}.parked",
         parked_queue=f"{settings.queue_prefix}.parked",
+        unrecorded_queue=f"{settings.queue_prefix}.unrecorded",
         delivery_limit=settings.delivery_limit,
     )
 
@@ -125,6 +129,7 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             connector=aiohttp.TCPConnector(limit_per_host=settings.registry_connections)
         )
         stack.push_async_callback(http.close)
+        frame_tolerance.install()  # any frame the broker relays is read (see the module)
         amqp = await aio_pika.connect_robust(settings.amqp_url)
         stack.push_async_callback(amqp.close)
         # Callbacks run last-in first-out: background tasks stop before what they use.
@@ -147,7 +152,8 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         worker = HandoffWorker(
             ledger, driver, owner=settings.instance_id,
             concurrency=settings.handoff_concurrency,
-            poll_interval_s=settings.poll_interval_s,
+            poll_interval_s=settings.poll_interval_s, metrics=metrics, retry=retry,
+            failure_limit=settings.drive_failure_limit,
         )  # fmt: skip
         bridge = Bridge(
             settings, pool, http, amqp, topology, metrics, ledger, files,
@@ -159,11 +165,29 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         if settings.reconcile_interval_s > 0:
             tasks.append(asyncio.create_task(_reconcile_on_schedule(bridge), name="reconcile"))
         if consume:
-            consumer = EventConsumer(
-                ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_UNAVAILABLE
+            gate = DatabaseGate(
+                lambda: pool.fetchval("SELECT 1"),
+                on_change=lambda is_open: metrics.consumers_paused.set(0 if is_open else 1),
             )
-            await topology.events_queue.consume(consumer)
-            await topology.parked_queue.consume(ParkedRecorder(bridge.parked))
+            stack.push_async_callback(gate.aclose)
+            bridge.gate = gate
+            consumer = EventConsumer(
+                ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_UNAVAILABLE,
+                gate=gate, hold_s=settings.database_hold_s,
+            )  # fmt: skip
+            recorder = ParkedRecorder(
+                bridge.parked, gate=gate, database_errors=DATABASE_UNAVAILABLE,
+                unrecorded=channel.default_exchange,
+                unrecorded_queue=topology_names(settings).unrecorded_queue, metrics=metrics,
+                hold_s=settings.database_hold_s,
+            )  # fmt: skip
+            for queue, callback in (
+                (topology.events_queue, consumer),
+                (topology.parked_queue, recorder),
+            ):
+                switch = ConsumerSwitch(queue, callback)
+                gate.attach(switch)
+                await switch.start()
             bridge.consuming = True
         yield bridge
 

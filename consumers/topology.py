@@ -18,6 +18,8 @@ class TopologyNames:
     events_queue: str = "xueji.bridge.events"
     parked_exchange: str = "xueji.bridge.parked"
     parked_queue: str = "xueji.bridge.parked"
+    # Where the parked-message recorder keeps what PostgreSQL refuses (consumers/parked.py).
+    unrecorded_queue: str = "xueji.bridge.unrecorded"
     delivery_limit: int = 20
 
 
@@ -43,6 +45,9 @@ async def declare(channel: AbstractChannel, names: TopologyNames) -> Topology:
         names.parked_queue, durable=True, arguments={"x-queue-type": "quorum"}
     )
     await parked_queue.bind(parked_exchange, routing_key="")
+    await channel.declare_queue(
+        names.unrecorded_queue, durable=True, arguments={"x-queue-type": "quorum"}
+    )
     events_queue = await channel.declare_queue(
         names.events_queue,
         durable=True,

@@ -56,7 +56,7 @@ async def amqp_names() -> AsyncIterator[dict[str, str]]:
     yield names
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
-        for queue in (f"{names['prefix']}.events", f"{names['prefix']}.parked"):
+        for queue in (f"{names['prefix']}.{q}" for q in ("events", "parked", "unrecorded")):
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
