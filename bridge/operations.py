@@ -27,13 +27,14 @@ from bridge.adapters.postgres.recovery_store import RecoveryStore
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
+from bridge.failures import log_failure
 from bridge.services.reconciliation import (
     CHINA,
     ReconcileConfig,
     ReconcilePorts,
     Reconciler,
 )
-from bridge.services.recovery import Publish, Recovery
+from bridge.services.recovery import OriginalMessage, Publish, Recovery
 from bridge.settings import Settings
 from consumers.topology import CLOUDEVENTS_JSON
 
@@ -78,11 +79,16 @@ def entry_years(settings: Settings) -> list[int]:
 def exchange_publisher(exchange: AbstractExchange) -> Publish:
     """Publish to the events exchange as the preschool registry does (events.md)."""
 
-    async def publish(routing_key: str, body: bytes, message_id: str | None) -> None:
+    async def publish(
+        routing_key: str, body: bytes, message_id: str | None, *,
+        original: OriginalMessage | None = None,
+    ) -> None:  # fmt: skip
         await exchange.publish(
             aio_pika.Message(
                 body=body,
-                content_type=CLOUDEVENTS_JSON,
+                content_type=original.content_type if original else CLOUDEVENTS_JSON,
+                content_encoding=original.content_encoding if original else None,
+                headers=original.headers if original else None,
                 message_id=message_id,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             ),
@@ -146,7 +152,10 @@ async def standalone_operations(settings: Settings) -> AsyncIterator[Operations]
         )
         amqp: list[aio_pika.abc.AbstractRobustConnection] = []
 
-        async def publish(routing_key: str, body: bytes, message_id: str | None) -> None:
+        async def publish(
+            routing_key: str, body: bytes, message_id: str | None, *,
+            original: OriginalMessage | None = None,
+        ) -> None:  # fmt: skip
             # The broker is opened only when a parked message is retried.
             if not amqp:
                 amqp.append(await aio_pika.connect_robust(settings.amqp_url))
@@ -156,7 +165,7 @@ async def standalone_operations(settings: Settings) -> AsyncIterator[Operations]
                 topology_names(settings).events_exchange, aio_pika.ExchangeType.TOPIC,
                 durable=True,
             )  # fmt: skip
-            await exchange_publisher(exchange)(routing_key, body, message_id)
+            await exchange_publisher(exchange)(routing_key, body, message_id, original=original)
             await channel.close()
 
         yield build_operations(settings, pool, preschool, registry, publish, lambda: None)
@@ -173,6 +182,6 @@ async def reconcile_on_schedule(ops: Operations) -> None:
                     log.info("scheduled reconciliation %s of %s done", run.run_id, year)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("scheduled reconciliation of %s failed", year)
+            except Exception as exc:
+                log_failure(log, "scheduled reconciliation of %s failed", year, exc=exc)
         await asyncio.sleep(min(interval_s, 60.0))

@@ -231,8 +231,8 @@ def test_data_base64_that_is_not_base64_json_is_refused(encoded: Any, says: str)
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/cloudevents+json; charset=iso-8859-1", "application/cloudevents+json;charset=utf-16",
-     "application/json; charset=gbk"],
+    ["application/cloudevents+json; charset=iso-8859-1",
+     "application/cloudevents+json;charset=utf-16", "application/json; charset=gbk"],
 )  # fmt: skip
 def test_a_charset_other_than_utf8_is_refused(content_type: str) -> None:
     error = refused(orjson.dumps(wire()), content_type)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -77,6 +77,9 @@ class ParkedMessage:
     resolution: str | None
     resolved_by: str | None
     outcome: str | None
+    # As stored (JSON, bridge.adapters.amqp_values): to publish it again as it arrived.
+    headers: dict[str, Any] = field(default_factory=dict)
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 def _case(r: asyncpg.Record) -> SetAsideCase:
@@ -94,7 +97,13 @@ def _parked(r: asyncpg.Record) -> ParkedMessage:
         r["id"], r["message_id"], r["routing_key"], r["reason_code"], r["reason"],
         r["parked_at"], r["body"], r["retries"], r["retried_at"], r["resolved_at"],
         r["resolution"], r["resolved_by"], r["outcome"],
+        _object(r["headers"]), _object(r["properties"]),
     )  # fmt: skip
+
+
+def _object(document: str | None) -> dict[str, Any]:
+    value = json.loads(document) if document else {}
+    return value if isinstance(value, dict) else {}
 
 
 class RecoveryStore:
