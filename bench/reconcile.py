@@ -507,7 +507,7 @@ async def run_bridge(size: int, port: int, server_pid: int, url: str) -> dict[st
             )
             reg = PrimaryRegistry(_transport(http, settings.registry_url, TOKEN, settings, metrics))
 
-            async def publish(*_: Any) -> None:
+            async def publish(*_: Any, **__: Any) -> None:
                 return None
 
             ops = build_operations(settings, pool, pre, reg, publish, lambda: None)

@@ -68,6 +68,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _death_routing_key(headers: Mapping[str, Any]) -> str | None:
+    deaths = headers.get("x-death")
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        keys = deaths[0].get("routing-keys")
+        if isinstance(keys, list) and keys:
+            return _text(keys[0])
+    return None
+
+
 def _death_count(headers: Mapping[str, Any]) -> int | None:
     deaths = headers.get("x-death")
     if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
@@ -162,7 +171,11 @@ def parked_row(message: AbstractIncomingMessage) -> ParkedRow:
     """The row that keeps *message* faithfully."""
     headers = dict(message.headers or {})
     code, reason = park_reason(headers, message)
-    routing_key = _text(headers.get(ORIGINAL_ROUTING_KEY)) or message.routing_key
+    routing_key = (
+        _text(headers.get(ORIGINAL_ROUTING_KEY))
+        or _death_routing_key(headers)
+        or message.routing_key
+    )
     safe_code = storable(code, 64) or "unexplained"
     return ParkedRow(
         message_id=storable(message.message_id),

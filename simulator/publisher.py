@@ -58,7 +58,6 @@ NASTY_KINDS = (
     "binary_missing_header",
     "binary_header_not_utf8",
     "binary_header_table",
-    "no_message_id",
 )
 # The forms of one event a publisher may send (events.md, Compatibility), besides "plain".
 FORMS = (
@@ -269,9 +268,6 @@ def _nasty_message(event: dict[str, Any], kind: str) -> OutgoingMessage:
         message = sdk_message(event, "sdk_binary", kind)
         headers = {**(message.headers or {}), "cloudEvents_childseq": {"value": 1}}
         return replace(message, headers=headers)
-    elif kind == "no_message_id":
-        event["type"] = TYPE_PREFIX + "child.teleported"
-        return replace(event_message(event, kind), message_id=None)
     else:
         raise ValueError(f"unknown malformed kind {kind!r}")
     if body is None:

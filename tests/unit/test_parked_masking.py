@@ -88,6 +88,8 @@ def test_a_retry_sends_the_publishers_headers_and_content_type_back() -> None:
     assert original is not None
     assert original.content_type == "application/json"
     assert original.headers == {
-        "cloudEvents_subject": G, "cloudEvents_childseq": 3, "cloudEvents_id": bytearray(b"\xff")
+        "cloudEvents_subject": G,
+        "cloudEvents_childseq": 3,
+        "cloudEvents_id": bytearray(b"\xff"),
     }
     assert original_message({}, headers) is None  # rows parked before properties were kept
