@@ -180,7 +180,7 @@ async def test_a_parked_binary_event_is_retried_with_its_headers_and_handed_over
                          "x-death": [{"count": 20, "reason": "delivery_limit",
                                       "routing-keys": ["child.graduated"]}]},
             ),
-            routing_key="",
+            routing_key="child.graduated",  # as dead-lettering keeps it
         )  # fmt: skip
         await eventually(lambda: parked_rows(bridge), bool, what="recorded")
         messages = await ops.recovery_store.parked_messages(reason_code="delivery_limit")
@@ -210,4 +210,5 @@ async def test_an_event_with_data_base64_is_shown_masked_to_operators(
 
     shown = masked_body(parked.body)
     assert G not in shown and G[1:] not in shown and "G***76" in shown
+    assert event["data_base64"] not in shown and "(decoded)" in shown
     assert row["reason_code"] == "invalid_envelope"
