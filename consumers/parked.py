@@ -40,6 +40,9 @@ from schemas.amqp_binding import decode_message
 log = logging.getLogger(__name__)
 
 ORIGINAL = "x-xueji-original"
+# Before handing back a message nothing could keep: it is delivered again at once, and a
+# database and a broker that both refuse it are not asked again in a busy loop.
+HAND_BACK_DELAY_S = 5.0
 _CODE = re.compile(r"[a-z0-9_.-]{1,64}")
 
 
@@ -201,8 +204,10 @@ class ParkedRecorder:
         unrecorded_queue: str,
         metrics: Metrics,
         hold_s: float = DATABASE_HOLD_S,
+        hand_back_delay_s: float = HAND_BACK_DELAY_S,
     ) -> None:
         self._store = store
+        self._hand_back_delay_s = hand_back_delay_s
         self._gate = gate
         self._waits = database_errors + WAIT_FOR_DATABASE
         self._unrecorded = unrecorded
@@ -273,6 +278,7 @@ class ParkedRecorder:
         except Exception as exc:
             log.error("parked message %s could not be kept anywhere (%s); handed back",
                       label(message), type(exc).__name__)  # fmt: skip
+            await asyncio.sleep(self._hand_back_delay_s)
             await decision.nack()
             return
         log.error("parked message %s refused by PostgreSQL: kept in queue %s",

@@ -50,6 +50,7 @@ DEAD_LETTERED = {
 def make(
     store: Scripted | None = None, unrecorded: FakeExchange | None = None, hold_s: float = 5.0
 ) -> tuple[ParkedRecorder, Scripted, FakeExchange, FakeGate, Metrics]:
+    """A recorder over scripted stand-ins (no delay before handing a message back)."""
     add = store or Scripted(None)
     exchange = unrecorded or FakeExchange()
     gate = FakeGate()
@@ -58,6 +59,7 @@ def make(
     recorder = ParkedRecorder(
         holder, gate=gate, database_errors=DATABASE_UNAVAILABLE,  # type: ignore[arg-type]
         unrecorded=exchange, unrecorded_queue="q.unrecorded", metrics=metrics, hold_s=hold_s,
+        hand_back_delay_s=0,
     )  # fmt: skip
     return recorder, add, exchange, gate, metrics
 
