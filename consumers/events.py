@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-import asyncpg
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
 from bridge.adapters.postgres.ledger import RecordedEvent
@@ -41,10 +40,6 @@ RECORD_ATTEMPTS = 3
 # broker's consumer_timeout (30 minutes by default), after which it would close the channel.
 DATABASE_HOLD_S = 900.0
 PARK_TIMEOUT_S = 30.0
-# Besides the database being away: out of disk or connections is waited out the same way.
-WAIT_FOR_DATABASE: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 
 class RecordsEvents(Protocol):
@@ -81,7 +76,7 @@ class EventConsumer:
         self._parked = parked_exchange
         self._metrics = metrics
         self._on_recorded = on_recorded
-        self._waits = database_errors + WAIT_FOR_DATABASE
+        self._waits = database_errors
         self._gate = gate
         self._hold_s = hold_s
 

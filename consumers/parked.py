@@ -33,7 +33,7 @@ from bridge.errors import InvalidEvent
 from bridge.metrics import Metrics
 from consumers.database_gate import DatabaseGate
 from consumers.decision import Decision, label
-from consumers.events import DATABASE_HOLD_S, WAIT_FOR_DATABASE
+from consumers.events import DATABASE_HOLD_S
 from consumers.park import ORIGINAL_ROUTING_KEY, PARK_CODE, PARK_REASON
 from schemas.amqp_binding import decode_message
 
@@ -209,7 +209,7 @@ class ParkedRecorder:
         self._store = store
         self._hand_back_delay_s = hand_back_delay_s
         self._gate = gate
-        self._waits = database_errors + WAIT_FOR_DATABASE
+        self._waits = database_errors
         self._unrecorded = unrecorded
         self._unrecorded_queue = unrecorded_queue
         self._metrics = metrics

@@ -37,7 +37,8 @@ def _birth_date(yyyymmdd: str) -> dt.date:
     try:
         return dt.datetime.strptime(yyyymmdd, "%Y%m%d").date()
     except ValueError as exc:
-        raise InvalidStudentNumber(f"birth date {yyyymmdd} is not a calendar date") from exc
+        # The digits are a birth date: personal data, kept out of the message.
+        raise InvalidStudentNumber("the birth date it holds is not a calendar date") from exc
 
 
 @functools.lru_cache(maxsize=4096)

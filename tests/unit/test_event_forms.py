@@ -380,3 +380,11 @@ def test_any_message_is_an_event_or_a_refusal_with_a_storable_reason(
         assert error.code and str(error).isprintable()
     else:
         assert parse_event(got.stored) == got.event
+
+
+def test_a_refusal_never_quotes_the_value_it_refused() -> None:
+    number = "L110108202002301537"  # a temporary number whose birth date is 30 February
+    event = cancelled(number, 1) | {"subject": number}
+    error = refused(orjson.dumps(event))
+    assert error.code == "invalid_envelope"
+    assert "20200230" not in str(error) and number not in str(error)
