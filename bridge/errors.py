@@ -162,3 +162,30 @@ class Forbidden(AccessDenied):
 
     code = "forbidden"
     status = 403
+
+
+# --- record files at rest ---------------------------------------------------------------
+class StartRefused(BridgeError):
+    """The deployment is not fit to start; the message names the setting or command that
+    fixes it."""
+
+    code = "start_refused"
+
+
+class FileKeysInvalid(StartRefused):
+    """The record files' key-encryption keys are missing, malformed or not the ones the
+    database's files were wrapped with: the bridge refuses to start (never plaintext)."""
+
+    code = "file_keys_invalid"
+
+
+class RecordFilesInClear(StartRefused):
+    """Record files stored before encryption are still in the clear: `xueji migrate` first."""
+
+    code = "record_files_in_clear"
+
+
+class RecordFileDamaged(BridgeError):
+    """A stored record file failed authentication: changed, cut short or swapped at rest."""
+
+    code = "record_file_damaged"
