@@ -13,9 +13,11 @@ import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
+from bridge.adapters.file_crypto import FileKeys
 from bridge.adapters.http_transport import RegistryTransport, RetryBudget
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
+from bridge.adapters.postgres.file_keys import FileKeyStore
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.migrate import ensure_database, migrate
 from bridge.adapters.postgres.parked_messages import ParkedMessages
@@ -58,6 +60,13 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     the bridge sets no session state, and code taking a session advisory lock releases
     it itself. Open transactions are still rolled back by the pool.
     """
+
+
+def file_keys_of(settings: Settings) -> FileKeys:
+    """The record files' keys (FileKeysInvalid, naming the setting, if missing or malformed)."""
+    return FileKeys.from_settings(
+        settings.file_keys, settings.file_keys_file, settings.file_key_active
+    )
 
 
 @dataclass
@@ -111,10 +120,12 @@ def _transport(
 async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIterator[Bridge]:
     """Start consumers and the hand-over worker; stop and close everything on exit."""
     metrics = Metrics()
+    keys = file_keys_of(settings)  # before anything starts: no key, no bridge
     pool = await open_pool(settings)
     tasks: list[asyncio.Task[None]] = []
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(pool.close)
+        await FileKeyStore(pool, keys).ready_to_serve()
         ledger = Ledger(
             pool, lease_s=settings.lease_s,
             observe_batch=lambda writer, rows: metrics.batch_rows.labels(writer).observe(rows),
@@ -132,7 +143,10 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         channel = await amqp.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.prefetch)
         topology = await declare(channel, topology_names(settings))
-        files = RecordFileStore(pool)
+        files = RecordFileStore(
+            pool, keys, audit=AuditLog(pool),
+            count_failure=lambda where: metrics.file_integrity_failures.labels(where).inc(),
+        )  # fmt: skip
         preschool = PreschoolRegistry(
             _transport(http, settings.preschool_url, settings.preschool_token, settings, metrics)
         )

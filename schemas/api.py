@@ -21,6 +21,11 @@ class RecordFileOut(_Out):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     size: Annotated[int, Field(ge=0)]
     media_type: str
+    erased_at: dt.datetime | None = Field(
+        default=None,
+        description="Set once the bridge erased the file after the hand-over completed"
+        " (retention); the file endpoint then answers 410 gone.",
+    )
 
 
 class ArrivalOut(_Out):

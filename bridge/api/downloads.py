@@ -8,6 +8,7 @@ archive is held whole in memory. Every download is kept as a receipt and audited
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import re
@@ -26,12 +27,15 @@ from bridge.api.problems import problem
 from bridge.api.schools import (
     NUMBER_FORM,
     SCHOOL_API,
+    SchoolApi,
     int_param,
     not_found,
     only_params,
     school_in_scope,
 )
 from bridge.domain.access import Principal, Role
+from bridge.domain.retention import erased_file_message
+from bridge.errors import RecordFileDamaged
 
 # Large enough that a few-MB file is a handful of queries, small enough to keep memory flat.
 CHUNK_BYTES = 256 * 1024
@@ -122,6 +126,56 @@ def _entry(
     )  # fmt: skip
 
 
+def _damaged() -> web.HTTPException:
+    return problem(
+        500, "record_file_damaged",
+        "the bridge's stored copy of this record file failed its integrity check: it is"
+        " reported and will be fetched again from the preschool registry; try again later",
+    )  # fmt: skip
+
+
+async def _unavailable(
+    api: SchoolApi, principal: Principal, child: ChildFile, remote: str | None
+) -> web.HTTPException:
+    """410 for a file erased after its retention period, 500 for one that failed
+    authentication at rest; either way audited, and no byte of it sent."""
+    assert child.sha256 is not None
+    if child.erased_at is not None:
+        outcome = "gone"
+        refusal = problem(
+            410, "gone", erased_file_message(child.erased_reason, child.erased_at),
+            erased_at=child.erased_at.isoformat(), reason=child.erased_reason,
+        )  # fmt: skip
+    else:
+        outcome, refusal = "damaged", _damaged()
+    line = AuditLine(principal, "record_file.read", outcome, child.student_number, remote,
+                     {"sha256": child.sha256})  # fmt: skip
+    await api.book.keep(ReadEntry(audit=(line,)))
+    return refusal
+
+
+async def _opened(
+    api: SchoolApi, principal: Principal, child: ChildFile, remote: str | None
+) -> bytes:
+    """The plaintext of a small file that came sealed with its lookup."""
+    assert child.sha256 is not None and child.size is not None and child.sealed is not None
+    try:
+        return api.files.unseal(child.sha256, child.size, child.sealed)
+    except RecordFileDamaged:
+        await api.files.report_damage(child.sha256, "download", student_number=child.student_number)
+        raise await _unavailable(
+            api, principal, dataclasses.replace(child, damaged=True), remote
+        ) from None
+
+
+async def _first_chunk(api: SchoolApi, child: ChildFile, first: int, length: int) -> bytes:
+    assert child.sha256 is not None
+    try:
+        return await api.files.chunk(child.sha256, first, length, about=child.student_number)
+    except RecordFileDamaged:  # reported by the store
+        raise _damaged() from None
+
+
 async def get_record_file(request: web.Request) -> web.StreamResponse:
     """`GET /v1/handoffs/{student_number}/record-file`.
 
@@ -149,6 +203,8 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     only_params(request)
     if child.sha256 is None or child.size is None:
         raise not_found()
+    if child.erased_at is not None or child.damaged:
+        raise await _unavailable(api, principal, child, remote)
     sha, size = child.sha256, child.size
     etag, digest = f'"{sha}"', repr_digest(sha)
     headers = {
@@ -182,6 +238,9 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     media_type = child.media_type or "application/octet-stream"
     length = last - first + 1
     sent, kept = 0, False
+    content = None
+    if child.sealed is not None and child.sealed.ciphertext is not None:
+        content = await _opened(api, principal, child, remote)  # after the shared lookup
 
     async def keep_delivered() -> None:
         # Before the last bytes go: no client holds a whole file whose receipt and audit
@@ -199,9 +258,9 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
         )  # fmt: skip
 
     try:
-        if child.content is not None:
+        if content is not None:
             # A small file is in hand: headers and body leave in one write.
-            body = child.content[first : last + 1]
+            body = content[first : last + 1]
             if len(body) != length:
                 raise RuntimeError("stored record file is shorter than recorded")
             response: web.StreamResponse = web.Response(
@@ -211,13 +270,15 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
             await response.write_eof()
         else:
+            # The first chunk is opened before the headers go: a file that fails
+            # authentication still gets a clean 500 (a later chunk can only cut the transfer).
+            data = await _first_chunk(api, child, first, min(CHUNK_BYTES, length))
             response = web.StreamResponse(status=status, headers=headers)
             response.content_type = media_type
             response.content_length = length
             await response.prepare(request)
             pos = first
             while pos <= last:
-                data = await api.files.chunk(sha, pos, min(CHUNK_BYTES, last + 1 - pos))
                 if not data:
                     raise RuntimeError("stored record file is shorter than recorded")
                 if pos + len(data) > last:
@@ -225,6 +286,10 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
                 await response.write(data)
                 pos += len(data)
                 sent += len(data)
+                if pos <= last:
+                    data = await api.files.chunk(
+                        sha, pos, min(CHUNK_BYTES, last + 1 - pos), about=child.student_number
+                    )
             await response.write_eof()
     finally:
         if not kept:  # refused, short or cut off before the last bytes: say how far it got
@@ -252,6 +317,17 @@ class _Sink:
         data = bytes(self._buffer)
         self._buffer.clear()
         return data
+
+
+def _left_out(child: ChildView, *, damaged: bool = False) -> dict[str, object]:
+    """A manifest line for a file the archive cannot hold."""
+    if child.file_erased_at is not None and not damaged:
+        return {
+            "student_number": child.student_number, "sha256": child.file_sha256,
+            "reason": "erased", "erased_at": child.file_erased_at.isoformat(),
+        }  # fmt: skip
+    return {"student_number": child.student_number, "sha256": child.file_sha256,
+            "reason": "damaged"}  # fmt: skip
 
 
 def _entry_name(child: ChildView) -> str:
@@ -282,6 +358,7 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
     archive = zipfile.ZipFile(cast(IO[bytes], sink), "w", zipfile.ZIP_STORED, allowZip64=True)
     stamp = dt.datetime.now().timetuple()[:6]
     manifest: list[dict[str, object]] = []
+    left_out: list[dict[str, object]] = []  # erased after retention, or failed authentication
     after = 0
     while True:
         page = await api.pulls.school_children(
@@ -292,19 +369,35 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
         for child in page[:ZIP_PAGE]:
             if child.file_sha256 is None or child.file_size is None:
                 continue
+            if child.file_erased_at is not None or child.file_damaged:
+                left_out.append(_left_out(child))
+                continue
+            # The first chunk is opened before the entry starts: a file that fails
+            # authentication is left out whole (a later chunk can only cut the archive).
+            try:
+                data = await api.files.chunk(
+                    child.file_sha256, 0, min(CHUNK_BYTES, child.file_size),
+                    about=child.student_number, where="zip",
+                )  # fmt: skip
+            except RecordFileDamaged:  # reported by the store
+                left_out.append(_left_out(child, damaged=True))
+                continue
             entry = zipfile.ZipInfo(_entry_name(child), date_time=stamp)
             digest = hashlib.sha256()
             sent = 0
             with archive.open(entry, "w", force_zip64=child.file_size >= 2**31) as out:
                 while sent < child.file_size:
-                    size = min(CHUNK_BYTES, child.file_size - sent)
-                    data = await api.files.chunk(child.file_sha256, sent, size)
                     if not data:
                         raise RuntimeError("stored record file is shorter than recorded")
                     out.write(data)
                     digest.update(data)
                     sent += len(data)
                     await response.write(sink.take())
+                    if sent < child.file_size:
+                        data = await api.files.chunk(
+                            child.file_sha256, sent, min(CHUNK_BYTES, child.file_size - sent),
+                            about=child.student_number, where="zip",
+                        )  # fmt: skip
             await response.write(sink.take())
             manifest.append({
                 "name": entry.filename, "student_number": child.student_number,
@@ -327,7 +420,8 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
         if len(page) <= ZIP_PAGE:
             break
         after = page[ZIP_PAGE - 1].child_id
-    body = {"school_code": school_code, "entry_year": entry_year, "files": manifest}
+    body = {"school_code": school_code, "entry_year": entry_year, "files": manifest,
+            "not_included": left_out}  # fmt: skip
     archive.writestr(
         zipfile.ZipInfo("manifest.json", date_time=stamp),
         orjson.dumps(body, option=orjson.OPT_INDENT_2),

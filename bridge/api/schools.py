@@ -209,7 +209,10 @@ def _item_fields(principal: Principal, child: ChildView) -> dict[str, object]:
     record_file = None
     if child.file_sha256 and child.file_size is not None and child.file_media_type:
         record_file = RecordFileOut(
-            sha256=child.file_sha256, size=child.file_size, media_type=child.file_media_type
+            sha256=child.file_sha256,
+            size=child.file_size,
+            media_type=child.file_media_type,
+            erased_at=child.file_erased_at,
         )
     return {
         "student_number": child.student_number,

@@ -21,11 +21,11 @@ from bridge.adapters.postgres.ledger_batch import (
     PARSED,
     NewChild,
     Progress,
-    VerifiedFile,
     known,
     record_new_children,
     save_unchanged,
 )
+from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS, VerifiedFile
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
 from bridge.domain.handoff import Arrival, Handoff, Phase
@@ -374,10 +374,12 @@ class Ledger:
                 state.child_id,
             )
             if file is not None:  # verified bytes are worth keeping whoever holds the child
+                s = file.sealed
                 await conn.execute(
-                    "INSERT INTO record_files (sha256, size, media_type, content)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
-                    file.sha256, len(file.content), file.media_type, file.content,
+                    f"INSERT INTO record_files ({SEALED_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)" + REPLACE_UNSOUND,
+                    file.sha256, file.size, file.media_type, s.ciphertext, s.key_id,
+                    s.wrapped_key, s.nonce_prefix,
                 )  # fmt: skip
             if row is None or row["lease_owner"] != lease:
                 raise LeaseLost("another instance holds this child now")

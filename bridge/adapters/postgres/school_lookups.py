@@ -10,12 +10,14 @@ tokens used, and reads what each request may see and nothing more.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
+from bridge.adapters.file_crypto import SealedFile
 from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.adapters.postgres.school_pulls import (
@@ -46,7 +48,8 @@ _FIRST_ROW_TOKEN = ", ".join(
 _FILE_LOOKUPS = f"""
 {tokens_of_requests(("$5::text[]", "$6::int[]"), ("student_number", "inline_max"))}
 SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
-       f.sha256, f.size, f.media_type, f.content
+       f.sha256, f.size, f.media_type, f.ciphertext, f.key_id, f.wrapped_key, f.nonce_prefix,
+       f.erased_at, f.erased_reason, f.damaged_at
   FROM r
   LEFT JOIN t ON t.i = r.i
   LEFT JOIN LATERAL (
@@ -58,8 +61,9 @@ SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
          AND {TOKEN_ADMITTED} AND {TOKEN_SCOPE}
   ) c ON TRUE
   LEFT JOIN LATERAL (
-      SELECT f.sha256, f.size, f.media_type,
-             CASE WHEN f.size <= r.inline_max THEN f.content END AS content
+      SELECT f.sha256, f.size, f.media_type, f.key_id, f.wrapped_key, f.nonce_prefix,
+             f.erased_at, f.erased_reason, f.damaged_at,
+             CASE WHEN f.size <= r.inline_max THEN f.ciphertext END AS ciphertext
         FROM record_files f WHERE f.sha256 = c.sha256
   ) f ON TRUE
  ORDER BY r.i
@@ -120,7 +124,8 @@ MAX_LISTS, LIST_STATEMENTS = 32, 2
 
 @dataclass(frozen=True, slots=True)
 class ChildFile:
-    """A child's record file as a download needs it; *content* only for a small file."""
+    """A child's record file as a download needs it: its key material, and its sealed bytes
+    only for a small file (opened after the lookup, never in the shared statement)."""
 
     child_id: int
     student_number: str
@@ -128,7 +133,10 @@ class ChildFile:
     sha256: str | None
     size: int | None
     media_type: str | None
-    content: bytes | None
+    sealed: SealedFile | None
+    erased_at: dt.datetime | None = None
+    erased_reason: str | None = None
+    damaged: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +172,15 @@ class _ListRequest:
 def _file(row: asyncpg.Record) -> FileLookup:
     if row["child_id"] is None:
         return FileLookup(TokenRow.of(row, "t_"), None)
+    sealed = None
+    if row["wrapped_key"] is not None:
+        sealed = SealedFile(
+            row["key_id"], row["wrapped_key"], row["nonce_prefix"], row["ciphertext"]
+        )
     child = ChildFile(
         row["child_id"], row["student_number"], row["school_code"], row["sha256"],
-        row["size"], row["media_type"], row["content"],
+        row["size"], row["media_type"], sealed, row["erased_at"], row["erased_reason"],
+        row["damaged_at"] is not None,
     )  # fmt: skip
     return FileLookup(TokenRow.of(row, "t_"), child)
 

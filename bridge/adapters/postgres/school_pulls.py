@@ -19,7 +19,8 @@ SELECT v.child_id, v.student_number, v.entry_year, v.school_code, v.county_code,
        v.reg -> 'key_info' ->> 'name' AS name, v.reg -> 'key_info' ->> 'gender' AS gender,
        v.reg -> 'key_info' ->> 'birth_date' AS birth_date,
        v.arrival ->> 'arrived_on' AS arrived_on,
-       f.size AS file_size, f.media_type AS file_media_type,
+       f.size AS file_size, f.media_type AS file_media_type, f.erased_at AS file_erased_at,
+       f.damaged_at IS NOT NULL AS file_damaged,
        p.first_pulled_at AS pulled_at,
        CASE WHEN v.phase = 'enrolled' OR (v.arrival IS NOT NULL
                  AND v.set_aside_reason IS DISTINCT FROM 'school_mismatch') THEN 'arrived'
@@ -65,6 +66,8 @@ class ChildView:
     state: str
     visible_at: dt.datetime | None
     updated_at: dt.datetime
+    file_erased_at: dt.datetime | None = None  # erased after its retention period
+    file_damaged: bool = False  # failed authentication at rest; not served until repaired
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -93,6 +96,8 @@ def view_of(row: asyncpg.Record) -> ChildView:
         state=row["state"],
         visible_at=row["school_visible_at"],
         updated_at=row["updated_at"],
+        file_erased_at=row["file_erased_at"],
+        file_damaged=bool(row["file_damaged"]),
     )
 
 
