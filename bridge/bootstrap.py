@@ -22,13 +22,16 @@ from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.migrate import ensure_database, migrate
 from bridge.adapters.postgres.parked_messages import ParkedMessages
 from bridge.adapters.postgres.record_files import RecordFileStore
+from bridge.adapters.postgres.retention_store import RetentionStore
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
+from bridge.domain.retention import RetentionPolicy
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.services.handoff import HandoffDriver, HandoffPorts
 from bridge.services.handoff_worker import HandoffWorker
+from bridge.services.retention import Retention, purge_on_schedule
 from bridge.services.sealing import run_sealing
 from bridge.settings import Settings
 from consumers.events import EventConsumer
@@ -172,6 +175,10 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
         tasks.append(asyncio.create_task(run_sealing(bridge.tokens, bridge.audit), name="sealing"))
         if settings.reconcile_interval_s > 0:
             tasks.append(asyncio.create_task(_reconcile_on_schedule(bridge), name="reconcile"))
+        if settings.file_purge_interval_s > 0:
+            retention = build_retention(settings, pool, metrics)
+            purging = purge_on_schedule(retention, settings.file_purge_interval_s)
+            tasks.append(asyncio.create_task(purging, name="retention"))
         if consume:
             consumer = EventConsumer(
                 ledger, topology.parked_exchange, metrics, worker.wake, DATABASE_UNAVAILABLE
@@ -180,6 +187,17 @@ async def running_bridge(settings: Settings, *, consume: bool = True) -> AsyncIt
             await topology.parked_queue.consume(ParkedRecorder(bridge.parked))
             bridge.consuming = True
         yield bridge
+
+
+def build_retention(
+    settings: Settings, pool: asyncpg.Pool, metrics: Metrics | None = None
+) -> Retention:
+    """The purge of what retention lets go (issue #19)."""
+    erased = metrics.retention_erased if metrics else None
+    return Retention(
+        RetentionStore(pool), RetentionPolicy(settings.file_retention_days),
+        on_erased=(lambda what, n: erased.labels(what).inc(n)) if erased else None,
+    )  # fmt: skip
 
 
 async def _reconcile_on_schedule(bridge: Bridge) -> None:

@@ -11,8 +11,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from bridge.cli_files import register_file_commands
 from bridge.cli_operator import register_operator_commands
 from bridge.cli_tokens import register_access_commands
+from bridge.errors import StartRefused
 from bridge.settings import Settings
 
 
@@ -63,25 +65,41 @@ async def _run(settings: Settings) -> None:
 
 async def _migrate(settings: Settings) -> None:
     from bridge.bootstrap import open_pool
+    from bridge.cli_files import seal_stored_files
 
     pool = await open_pool(settings)
-    await pool.close()
-    print("database schema is up to date")
+    try:
+        print("database schema is up to date")
+        await seal_stored_files(settings, pool)
+    finally:
+        await pool.close()
+
+
+def _refused(exc: StartRefused) -> int:
+    """A deployment unfit to start: say what to fix, without a traceback."""
+    print(f"xueji: {exc}", file=sys.stderr)
+    return 2
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
-    if settings.event_loop == "uvloop":  # optional: fewer CPU cycles per I/O (bench/)
-        import uvloop
+    try:
+        if settings.event_loop == "uvloop":  # optional: fewer CPU cycles per I/O (bench/)
+            import uvloop
 
-        uvloop.run(_run(settings))
-    else:
-        asyncio.run(_run(settings))
+            uvloop.run(_run(settings))
+        else:
+            asyncio.run(_run(settings))
+    except StartRefused as exc:
+        return _refused(exc)
     return 0
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    asyncio.run(_migrate(Settings()))
+    try:
+        asyncio.run(_migrate(Settings()))
+    except StartRefused as exc:
+        return _refused(exc)
     return 0
 
 
@@ -94,15 +112,17 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from bridge.demo import run_demo
 
-    return asyncio.run(
-        run_demo(
-            Settings(),
-            children=args.children,
-            seed=args.seed,
-            external=args.external,
-            simulator_url=args.simulator_url,
-        )
+    demo = run_demo(
+        Settings(),
+        children=args.children,
+        seed=args.seed,
+        external=args.external,
+        simulator_url=args.simulator_url,
     )
+    try:
+        return asyncio.run(demo)
+    except StartRefused as exc:
+        return _refused(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     register_access_commands(sub)
     register_operator_commands(sub)
+    register_file_commands(sub)
     return parser
 
 

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bridge.adapters.file_crypto import new_key_line
+from bridge.adapters.postgres.file_keys import FileKeyStore
 from bridge.bootstrap import Bridge, running_bridge
 from bridge.settings import Settings
 from simulator.app import start_simulator
@@ -104,6 +106,9 @@ async def run_demo(
                 "instance_id": "demo",
             }
         )
+        if not (settings.file_keys or settings.file_keys_file):
+            # A fresh database each run: a key of this run seals its record files.
+            settings = settings.model_copy(update={"file_keys": new_key_line("demo")})
     plan = DemoPlan(settings, simulator_url, external)
     console.rule("[bold]xueji-bridge demo: 学籍号 and 学籍档案 from kindergarten to primary school")
     async with _simulator(plan) as url:
@@ -194,6 +199,12 @@ async def _summary(
     for group in parked:
         table.add_row(f"messages parked: {group.reason_code}", str(group.count))
     console.print(table)
+    files = await FileKeyStore(bridge.pool, bridge.files.keys).counts()
+    console.print(
+        f"record files at the bridge: {files['sealed']} sealed (AES-256-GCM, data keys wrapped"
+        f" by key {bridge.files.keys.active_id!r}), {files['in_clear']} in the clear; erased"
+        f" {bridge.settings.file_retention_days:g} days after each hand-over completes"
+    )
 
     check = Table(title="Primary registry vs. what the rules call for")
     check.add_column("check")

@@ -526,9 +526,20 @@ def _repair_change(
     which then moves it to the current number (B4) or withdraws it (B3).
     """
     if category is Category.FORMER_NUMBER_REGISTERED:
-        return lambda record, handoff: handoff.stray_found(record, number, entry_year)
+        return lambda record, handoff: (
+            None if record.erased else handoff.stray_found(record, number, entry_year)
+        )
+    if category is Category.STORED_FILE_DAMAGED:
+        # Forgetting the verified file makes the hand-over fetch it again from the preschool
+        # registry (which keeps its copy), check it against its claim and store it anew.
+        return lambda record, handoff: (
+            None if record.erased or handoff.verified_file_sha256 is None
+            else handoff.file_verified("")
+        )  # fmt: skip
 
     def change(record: ChildRecord, handoff: Handoff) -> Handoff | None:
+        if record.erased:
+            return None  # nothing left to re-submit with: the report shows it to operators
         if handoff.registered(record) is None or record.student_number != number:
             return None  # moved on since the run looked: nothing to repair any more
         return handoff.registration_missing(number)

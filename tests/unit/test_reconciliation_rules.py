@@ -72,7 +72,7 @@ def test_every_category_has_labels_and_a_handling() -> None:
     assert all(i.zh and i.en and i.action for i in CATEGORIES.values())
     assert {
         C.MISSING_AT_REGISTRY, C.FILE_DIGEST_MISMATCH, C.FILE_NOT_DELIVERED,
-        C.FORMER_NUMBER_REGISTERED,
+        C.FORMER_NUMBER_REGISTERED, C.STORED_FILE_DAMAGED,
     } == AUTO_REPAIRED  # fmt: skip
     assert C.MATCHED not in WORKLIST and C.NOT_ARRIVED in WORKLIST
 

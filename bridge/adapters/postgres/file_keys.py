@@ -56,6 +56,12 @@ SELECT key_id FROM k WHERE key_id IS NOT NULL
 """
 
 
+async def files_in_clear(pool: asyncpg.Pool) -> int:
+    """Files still stored in the clear (from before encryption); needs no key."""
+    value: int = await pool.fetchval("SELECT count(*) FROM record_files WHERE content IS NOT NULL")
+    return value
+
+
 class FileKeyStore:
     """The record_file_keys table and the batches over record_files."""
 
@@ -97,10 +103,18 @@ class FileKeyStore:
 
     async def in_clear(self) -> int:
         """Files still stored in the clear (from before encryption)."""
-        value: int = await self._pool.fetchval(
-            "SELECT count(*) FROM record_files WHERE content IS NOT NULL"
+        return await files_in_clear(self._pool)
+
+    async def counts(self) -> dict[str, int]:
+        """Stored files by state: sealed, in the clear, erased, damaged."""
+        row = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE ciphertext IS NOT NULL) AS sealed,"
+            " count(*) FILTER (WHERE content IS NOT NULL) AS in_clear,"
+            " count(*) FILTER (WHERE erased_at IS NOT NULL) AS erased,"
+            " count(*) FILTER (WHERE damaged_at IS NOT NULL) AS damaged FROM record_files"
         )
-        return value
+        assert row is not None
+        return dict(row)
 
     async def ready_to_serve(self) -> None:
         """The start-up check of ``xueji run``: keys right, nothing left in the clear."""
@@ -170,6 +184,12 @@ class FileKeyStore:
                 " WHERE f.sha256 = u.sha256",
                 [d[0] for d in done], [d[1] for d in done], active,
             )  # fmt: skip
+            # Left under the old key, out of the work list: reconciliation fetches it again.
+            await conn.execute(
+                "UPDATE record_files SET damaged_at = coalesce(damaged_at, now())"
+                " WHERE sha256 = ANY($1::text[])",
+                damaged,
+            )
         return Batch(len(done), tuple(damaged))
 
     async def seal_batch(self, limit: int) -> Batch:

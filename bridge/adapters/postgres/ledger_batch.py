@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.connection import Connection
 from bridge.adapters.postgres.derived import Derived
+from bridge.adapters.postgres.minimised_events import parse_stored
 from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS, VerifiedFile
 from bridge.domain.events import ChildEvent
-from schemas.events import parse_event
 
 # Parsed events kept for folding a child again (about 2 KB each): a child's record is
 # folded when its event arrives and again when the worker loads it moments later.
@@ -43,7 +43,7 @@ class ParsedEvents:
         """The event in *body*, parsed at most once while it stays in the cache."""
         event = self._events.get(body)
         if event is None:
-            event = parse_event(body)
+            event = parse_stored(body)  # as received, or minimised after retention
             self.remember(body, event)
         else:
             self._events.move_to_end(body)

@@ -29,6 +29,11 @@ FILE_PULLED = (
     "EXISTS (SELECT 1 FROM school_pulls sp WHERE sp.child_id = c.child_id"
     " AND sp.sha256 = c.handoff ->> 'verified_file_sha256')"
 )
+# The child's stored file failed authentication (record_files.damaged_at, a tiny index).
+FILE_DAMAGED = (
+    "EXISTS (SELECT 1 FROM record_files f WHERE f.damaged_at IS NOT NULL"
+    " AND f.sha256 = c.handoff ->> 'verified_file_sha256')"
+)
 # What a run COPYs of each finding. 'since' is not among them: NULL reads as "since this
 # run" (its started_at), and encoding one timestamp into every row cost more than the rest
 # of the row; findings the previous run had too take its 'since' (ItemWriter).
@@ -111,6 +116,8 @@ _LEDGER_COLUMNS = {
     "file_sha256": "c.handoff ->> 'verified_file_sha256'",
     "arrived": "(c.phase = 'enrolled' OR jsonb_typeof(c.handoff -> 'arrival') = 'object')",
     "file_pulled": FILE_PULLED,
+    "erased": "(c.erased_at IS NOT NULL)",
+    "file_damaged": FILE_DAMAGED,
 }
 _LEDGER_STREAM = (
     "SELECT "
