@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import getpass
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import asyncpg
@@ -42,20 +43,27 @@ def _run(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 # --- keys ---------------------------------------------------------------------------------
+@contextlib.asynccontextmanager
+async def _file_stores() -> AsyncIterator[tuple[FileKeyStore, RecordFileStore]]:
+    """The keys' and the files' stores on a pool of their own (keys checked as at start)."""
+    from bridge.bootstrap import file_keys_of, open_pool
+
+    settings = Settings()
+    keys = file_keys_of(settings)
+    pool = await open_pool(settings)
+    try:
+        store = FileKeyStore(pool, keys)
+        await store.check()
+        yield store, RecordFileStore(pool, keys, audit=AuditLog(pool))
+    finally:
+        await pool.close()
+
+
 def _cmd_keys(args: argparse.Namespace) -> int:
     async def work() -> int:
-        from bridge.bootstrap import file_keys_of, open_pool
-
-        settings = Settings()
-        keys = file_keys_of(settings)
-        pool = await open_pool(settings)
-        try:
-            store = FileKeyStore(pool, keys)
-            await store.check()
+        async with _file_stores() as (store, _):
             usage = await store.usage()
             counts = await store.counts()
-        finally:
-            await pool.close()
         rows = [
             {
                 "key_id": u.key_id, "active": u.active, "configured": u.configured,
@@ -75,7 +83,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         for r in rows:
             status = (
                 "in use" if r["files"] else
-                "active" if r["active"] else "unused: may leave BRIDGE_FILE_KEYS"
+                "active" if r["active"] else "unused: may retire"
             )  # fmt: skip
             table.add_row(
                 str(r["key_id"]), "yes" if r["active"] else "", "yes" if r["configured"] else "",
@@ -105,29 +113,21 @@ def _cmd_new_key(args: argparse.Namespace) -> int:
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
     async def work() -> int:
-        from bridge.bootstrap import file_keys_of, open_pool
-
-        settings = Settings()
-        keys = file_keys_of(settings)
-        pool = await open_pool(settings)
-        try:
-            store = FileKeyStore(pool, keys)
-            files = RecordFileStore(pool, keys, audit=AuditLog(pool))
+        async with _file_stores() as (store, files):
+            active = files.keys.active_id
 
             def progress(done: int) -> None:
                 if not args.json:
-                    err.print(f"re-wrapped {done} data keys under {keys.active_id}", end="\r")
+                    err.print(f"re-wrapped {done} data keys under {active}", end="\r")
 
             totals = await rotate_keys(store, files, batch=args.batch, progress=progress)
             usage = await store.usage()
-        finally:
-            await pool.close()
         left = {u.key_id: u.files for u in usage if not u.active and u.files}
         if args.json:
             print(
                 json.dumps(
                     {
-                        "active": keys.active_id,
+                        "active": active,
                         "rewrapped": totals.done,
                         "damaged": list(totals.damaged),
                         "still_using_other_keys": left,
@@ -136,7 +136,7 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
             )
         else:
             err.print()
-            out.print(f"{totals.done} data keys re-wrapped under {keys.active_id}.")
+            out.print(f"{totals.done} data keys re-wrapped under {active}.")
             if totals.damaged:
                 out.print(
                     f"{len(totals.damaged)} files failed authentication: reported, and"

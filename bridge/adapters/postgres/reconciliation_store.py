@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bridge.adapters.postgres.advisory import try_lock
 from bridge.adapters.postgres.connection import Connection
 from bridge.domain.reconciliation import Category, Finding, LedgerEntry
 
@@ -339,16 +340,8 @@ class ReconciliationStore:
         A session-level advisory lock on a connection of its own: it dies with the
         process, so a crashed instance never blocks the others.
         """
-        async with self._pool.acquire() as conn:
-            key = _LOCK_BASE + entry_year
-            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-            try:
-                yield got
-            finally:
-                if got:
-                    # A lost connection took the lock with it; its error is the news, not this.
-                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        async with try_lock(self._pool, _LOCK_BASE + entry_year) as got:
+            yield got
 
     async def start(
         self, entry_year: int, *, trigger: str, actor: str | None, as_of: dt.date

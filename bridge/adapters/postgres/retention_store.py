@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bridge.adapters.postgres.advisory import try_lock
 from bridge.adapters.postgres.derived import UPDATE_DERIVED, Derived
 from bridge.adapters.postgres.handoff_codec import load_handoff
 from bridge.adapters.postgres.minimised_events import minimise, parse_stored
@@ -153,21 +154,9 @@ class RetentionStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[bool]:
-        """Hold the purge lock while inside; yields False if another instance holds it.
-
-        A session-level advisory lock on a connection of its own: it dies with the
-        process, so a crashed instance never blocks the others.
-        """
-        async with self._pool.acquire() as conn:
-            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", _PURGE_LOCK))
-            try:
-                yield got
-            finally:
-                if got:
-                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                        await conn.execute("SELECT pg_advisory_unlock($1)", _PURGE_LOCK)
+    def exclusive(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Hold the purge lock while inside; yields False if another instance holds it."""
+        return try_lock(self._pool, _PURGE_LOCK)
 
     async def last_started(self) -> dt.datetime | None:
         """When the latest purge started (any instance)."""
