@@ -22,6 +22,7 @@ from bridge.bootstrap import build_retention
 from bridge.domain.file_segments import SEGMENT_BYTES
 from bridge.operations import operations_for
 from bridge.services.retention import PurgeReport
+from schemas.events import parse_event
 from tests.conftest import AMQP_URL, PG_ADMIN_URL
 from tests.support.school_api import (
     ENTRY_YEAR,
@@ -32,6 +33,7 @@ from tests.support.school_api import (
     school_api_env,
 )
 from tests.support.waiting import eventually
+from tests.support.wire_events import key_info
 
 pytestmark = pytest.mark.live
 
@@ -300,3 +302,44 @@ async def test_no_column_of_the_database_holds_a_record_file_in_the_clear(
         assert bodies and all(b["body"].startswith(b"\x00xueji-minimised-v1") for b in bodies)
     finally:
         await conn.close()
+
+
+async def test_data_that_reaches_an_erased_child_later_goes_at_the_next_purge(
+    env: SchoolApiEnv,
+) -> None:
+    """A correction arriving after the erasure is recorded (and not sent: there is nothing
+    to correct any more), and the next purge erases what it brought; resolved parked
+    messages keep a digest of their bodies only."""
+    n = number(env, 5)
+    await enrol(env, n)
+    await purge_now(env)
+    last = await env.bridge.pool.fetchval(
+        "SELECT last_childseq FROM children WHERE student_number = $1", n
+    )
+    late = key_info(n, last + 1, name="迟到的名字")
+    raw = orjson.dumps(late)
+    await env.bridge.ledger.record_event(parse_event(raw), raw)
+    await env.bridge.pool.execute(
+        "INSERT INTO parked_messages (reason_code, reason, body, resolved_at)"
+        " VALUES ('invalid_data', 'data.child.name: missing', $1, now() - interval '1 day')",
+        b'{"data": {"child": {"id_number": "110105201903070012"}}}',
+    )
+    again = await purge_now(env)
+    assert [c.again for c in again.children if c.student_number == n] == [True]
+    assert again.parked == 1
+    stored = await env.bridge.pool.fetch(
+        "SELECT e.body FROM child_events e JOIN children c USING (child_id)"
+        " WHERE c.student_number = $1",
+        n,
+    )
+    assert all(r["body"].startswith(b"\x00xueji-minimised-v1") for r in stored)
+    assert all("迟到的名字".encode() not in r["body"] for r in stored)
+    parked = await env.bridge.pool.fetchrow(
+        "SELECT body, erased_at FROM parked_messages WHERE reason_code = 'invalid_data'"
+    )
+    assert parked is not None and parked["erased_at"] is not None
+    assert b"110105201903070012" not in parked["body"] and b"sha256" in parked["body"]
+    phase = await env.bridge.pool.fetchval(
+        "SELECT phase FROM children WHERE student_number = $1", n
+    )
+    assert phase == "enrolled"
