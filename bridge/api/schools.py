@@ -27,7 +27,8 @@ from bridge.adapters.postgres.school_reads import AuditLine, ReadBook, ReadEntry
 from bridge.api.auth import admit, authenticate, bearer, checked_at, remote_of, require
 from bridge.api.problems import problem
 from bridge.domain.access import Principal, Role
-from bridge.domain.handoff import Arrival, SetAsideReason
+from bridge.domain.arrival import Arrival
+from bridge.domain.handoff import SetAsideReason
 from bridge.domain.school_view import (
     GENERIC_SET_ASIDE_MESSAGE,
     SCHOOL_MISMATCH_MESSAGE,

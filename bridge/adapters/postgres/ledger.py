@@ -26,9 +26,10 @@ from bridge.adapters.postgres.ledger_batch import (
     record_new_children,
     save_unchanged,
 )
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Arrival, Handoff, Phase
+from bridge.domain.handoff import Handoff, Phase
 from bridge.errors import LeaseLost
 
 
