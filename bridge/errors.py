@@ -3,6 +3,10 @@
 - ``InputRefused``: the input breaks a contract; refuse it (HTTP 4xx, park the message).
 - ``RetryLater``: a passing failure; try again (tenacity in-call, then a durable delay).
 - ``NeedsOperator``: the rules forbid going on alone; set the case aside for a person.
+- ``Conflict``: not in the state things are in (a run under way, another school's child).
+- ``AccessDenied``: the caller may not (HTTP 401/403).
+
+The HTTP status of each family is decided in one place, bridge/api/problems.py.
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ class InvalidStudentNumber(InputRefused, ValueError):
     code = "invalid_student_number"
 
 
+class NotFound(InputRefused):
+    """Nothing the caller may see goes by that name: unknown, malformed and out of scope
+    are answered alike, so that numbers cannot be probed."""
+
+    code = "not_found"
+
+    def __init__(self, message: str = "no such hand-over or school for this token") -> None:
+        super().__init__(message)
+
+
 class InvalidEvent(InputRefused):
     """A message is not an event of events.md."""
 
@@ -36,6 +50,19 @@ class InvalidEvent(InputRefused):
         super().__init__(message)
         if code:
             self.code = code
+
+
+# --- not now ----------------------------------------------------------------------------
+class Conflict(BridgeError):
+    """The request cannot be done in the state things are in (HTTP 409)."""
+
+    code = "conflict"
+
+
+class ArrivalRefused(Conflict):
+    """The registry says another school admitted the child than the one reporting."""
+
+    code = "school_mismatch"
 
 
 # --- retry later ------------------------------------------------------------------------

@@ -20,10 +20,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.connection import Connection
 from bridge.adapters.postgres.derived import Derived
 from bridge.domain.events import ChildEvent
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.ledger import VerifiedFile
 from schemas.events import parse_event
 
 # Parsed events kept for folding a child again (about 2 KB each): a child's record is
@@ -154,15 +155,6 @@ async def record_new_children(conn: Connection, children: Sequence[NewChild]) ->
         [c.raw for c in children],
     )  # fmt: skip
     return {r["student_number"]: r["child_id"] for r in rows}
-
-
-@dataclass(frozen=True, slots=True)
-class VerifiedFile:
-    """A record file's bytes, checked against their claim, to keep with the save."""
-
-    sha256: str
-    media_type: str
-    content: bytes
 
 
 @dataclass(frozen=True, slots=True)

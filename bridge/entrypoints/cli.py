@@ -11,9 +11,15 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.cli_operator import register_operator_commands
-from bridge.cli_tokens import register_access_commands
+from aiohttp import web
+
+from bridge.api.app import create_app
+from bridge.bootstrap import open_pool, running_bridge
+from bridge.entrypoints.demo import run_demo
+from bridge.entrypoints.operator_commands import register_operator_commands
+from bridge.entrypoints.token_commands import register_access_commands
 from bridge.settings import Settings
+from simulator.app import main as simulate
 
 
 def _configure_logging(level: str) -> None:
@@ -37,13 +43,8 @@ async def _until_signalled() -> None:
 
 
 async def _run(settings: Settings) -> None:
-    from aiohttp import web
-
-    from bridge.api.app import create_app
-    from bridge.bootstrap import running_bridge
-
     async with running_bridge(settings) as bridge:
-        runner = web.AppRunner(create_app(bridge), access_log=None)
+        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -62,8 +63,6 @@ async def _run(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from bridge.bootstrap import open_pool
-
     pool = await open_pool(settings)
     await pool.close()
     print("database schema is up to date")
@@ -86,14 +85,10 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.app import main as simulate
-
     return simulate(args.rest)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bridge.demo import run_demo
-
     return asyncio.run(
         run_demo(
             Settings(),
