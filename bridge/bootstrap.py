@@ -18,7 +18,6 @@ import aiohttp
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
-from bridge.adapters.amqp_publisher import LazyPublisher, exchange_publisher
 from bridge.adapters.clock import SystemClock
 from bridge.adapters.http_transport import RegistryTransport, RetryBudget
 from bridge.adapters.postgres.arrivals import ArrivalBook
@@ -62,6 +61,7 @@ from bridge.services.use_cases import UseCases
 from bridge.settings import Settings
 from consumers.events import EventConsumer
 from consumers.parked import ParkedRecorder
+from consumers.republish import LazyPublisher, exchange_publisher
 from consumers.topology import Topology, TopologyNames, declare
 
 log = logging.getLogger(__name__)

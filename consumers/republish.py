@@ -1,5 +1,5 @@
-"""Publishing to the events exchange as the preschool registry does (events.md): for
-operators' retries of parked messages."""
+"""Republishing to the events exchange as the preschool registry does (events.md): how an
+operator's retry sends a parked message back through the same idempotent path."""
 
 from __future__ import annotations
 
