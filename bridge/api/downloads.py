@@ -133,8 +133,7 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
             response.content_type = media_type
             response.content_length = delivery.length
             await response.prepare(request)
-            async for data in delivery.chunks():
-                await response.write(data)
+            await delivery.stream(response.write)
         await response.write_eof()
     finally:
         await delivery.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import IO, cast
 
@@ -99,7 +99,7 @@ class Delivery:
 
     async def whole(self) -> bytes | None:
         """The bytes of a small file that came with its lookup, kept as delivered; None for
-        a file to be streamed (chunks)."""
+        a file to be streamed."""
         content = self._child.content
         if content is None:
             return None
@@ -109,8 +109,9 @@ class Delivery:
         await self._delivered()
         return body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The bytes from the store, a chunk at a time; counted as they are taken."""
+    async def stream(self, write: Callable[[bytes], Awaitable[None]]) -> None:
+        """The bytes from the store, a chunk at a time, each handed to *write* and counted
+        once written."""
         sha, pos, last = self._child.sha256, self.first, self.last
         assert sha is not None
         while pos <= last:
@@ -119,7 +120,7 @@ class Delivery:
                 raise RuntimeError("stored record file is shorter than recorded")
             if pos + len(data) > last:
                 await self._delivered()
-            yield data
+            await write(data)
             pos += len(data)
             self._sent += len(data)
 
