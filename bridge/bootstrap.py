@@ -247,31 +247,17 @@ class Bridge:
     use_cases: UseCases
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     consuming: bool = False
+    # The stores tests and the demo read figures from (they are in *stores* too).
+    ledger: Ledger = field(init=False)
+    files: RecordFileStore = field(init=False)
+    parked: ParkedMessages = field(init=False)
+    tokens: TokenStore = field(init=False)
+    audit: AuditLog = field(init=False)
 
-    @property
-    def ledger(self) -> Ledger:
-        """The ledger (tests and the demo read its figures)."""
-        return self.stores.ledger
-
-    @property
-    def files(self) -> RecordFileStore:
-        """The record file store."""
-        return self.stores.files
-
-    @property
-    def parked(self) -> ParkedMessages:
-        """The parked messages kept for operators."""
-        return self.stores.parked
-
-    @property
-    def tokens(self) -> TokenStore:
-        """The API tokens."""
-        return self.stores.tokens
-
-    @property
-    def audit(self) -> AuditLog:
-        """The audit log."""
-        return self.stores.audit
+    def __post_init__(self) -> None:
+        s = self.stores
+        self.ledger, self.files, self.parked = s.ledger, s.files, s.parked
+        self.tokens, self.audit = s.tokens, s.audit
 
 
 @contextlib.asynccontextmanager
