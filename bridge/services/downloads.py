@@ -185,14 +185,15 @@ class Downloads:
         self._children = children
         self._clock = clock
 
-    async def lookup(
+    def lookup(
         self, presented: PresentedToken, student_number: str | None, *, conditional: bool
-    ) -> FileLookup:
+    ) -> Awaitable[FileLookup]:
         """The token's row and, in its scope, the child's file, read with the downloads
         waiting at that moment. A conditional request usually ends in 304: its bytes are
         not fetched. The token must still be admitted."""
+        # The hot path: the lookup's own awaitable, not a coroutine around it.
         inline_max = 0 if conditional else CHUNK_BYTES
-        return await self._lookups.file_for(presented, student_number, inline_max=inline_max)
+        return self._lookups.file_for(presented, student_number, inline_max=inline_max)
 
     async def refused(
         self, principal: Principal, student_number: str | None, remote: str | None

@@ -7,7 +7,7 @@ read and every refusal is audited.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from bridge.domain.access import PresentedToken, Principal
 from bridge.domain.student_number import has_number_form
@@ -58,11 +58,11 @@ class SchoolChildren:
             student_number=child.student_number, remote=remote,
         )  # fmt: skip
 
-    async def page(self, presented: PresentedToken, query: ListQuery) -> ListLookup:
+    def page(self, presented: PresentedToken, query: ListQuery) -> Awaitable[ListLookup]:
         """The token's row and one page of the school's children it may see (limit + 1, to
         tell whether more follow), in one statement shared with the lists asked meanwhile.
         The token must still be admitted."""
-        return await self._lookups.list_for(presented, query)
+        return self._lookups.list_for(presented, query)
 
     async def listed(
         self,
