@@ -9,10 +9,10 @@ from typing import TypeVar
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from bridge.adapters.postgres.ledger import Ledger
 from bridge.domain.student_number import mask
 from bridge.errors import InvalidEvent
 from bridge.metrics import Metrics
+from bridge.services.ports.ledger import EventLedger
 from consumers.park import park
 from consumers.topology import CLOUDEVENTS_JSON
 from schemas.events import parse_event
@@ -31,7 +31,7 @@ class EventConsumer:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: EventLedger,
         parked_exchange: AbstractExchange,
         metrics: Metrics,
         on_recorded: Callable[[], None],

@@ -9,7 +9,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from bridge.adapters.postgres.parked_messages import ParkedMessages
+from bridge.services.ports.recovery import ParkedArchive
 from consumers.park import ORIGINAL_ROUTING_KEY, PARK_CODE, PARK_REASON
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def park_reason(headers: dict[str, Any]) -> tuple[str, str]:
 class ParkedRecorder:
     """Writes parked messages to the ledger, acking only once they are stored."""
 
-    def __init__(self, store: ParkedMessages) -> None:
+    def __init__(self, store: ParkedArchive) -> None:
         self._store = store
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:

@@ -17,7 +17,6 @@ import os
 import re
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -36,6 +35,7 @@ from bridge.domain.file_segments import (
     span,
 )
 from bridge.errors import FileKeysInvalid, RecordFileDamaged
+from bridge.services.ports.files import SealedFile
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,6 @@ MISSING = (
     " (id:base64-key[,id:base64-key...]) or BRIDGE_FILE_KEYS_FILE (a file holding them);"
     " make a key with `xueji files new-key`"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class SealedFile:
-    """A file's sealed form as stored: the wrapped data key, its wrapping key's id, the
-    nonce prefix, and the sealed segments (None when only the key material was read)."""
-
-    key_id: str
-    wrapped_key: bytes
-    nonce_prefix: bytes
-    ciphertext: bytes | None = None
 
 
 class FileKeys:

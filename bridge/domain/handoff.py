@@ -10,7 +10,6 @@ which is what makes every event order, duplicate and crash come out the same.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from bridge.domain.actions import (
     UploadFile,
     Withdraw,
 )
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import ChildRecord, RecordStatus
 from bridge.domain.intake import ERASED_KEY_INFO, IntakeRequest, KeyInfo
 
@@ -85,14 +85,6 @@ class SetAside:
     reason: SetAsideReason
     detail: dict[str, str] = field(default_factory=dict)
     at_childseq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """The school's report that the child actually arrived (实际报到)."""
-
-    school_code: str
-    arrived_on: dt.date
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import RegistryCall, start_journal
-from bridge.adapters.postgres.ledger import ChildState, Ledger
-from bridge.adapters.postgres.record_files import RecordFileStore, VerifiedFile
-from bridge.adapters.preschool_registry import PreschoolRegistry
-from bridge.adapters.primary_registry import PrimaryRegistry
 from bridge.domain.actions import (
     Action,
     ChangeNumber,
@@ -28,6 +23,10 @@ from bridge.domain.retry_policy import RetryPolicy
 from bridge.domain.student_number import mask
 from bridge.errors import LeaseLost, NeedsOperator, NotRegistered, RecordFileDamaged, RetryLater
 from bridge.metrics import Metrics
+from bridge.services.call_journal import RegistryCall, start_journal
+from bridge.services.ports.files import RecordFiles, VerifiedFile
+from bridge.services.ports.ledger import ChildState, HandoffLedger
+from bridge.services.ports.registries import SourceRegistry, TargetRegistry
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,10 @@ MAX_STEPS_PER_LEASE = 12
 class HandoffPorts:
     """What driving a hand-over needs from the outside world."""
 
-    ledger: Ledger
-    files: RecordFileStore
-    preschool: PreschoolRegistry
-    registry: PrimaryRegistry
+    ledger: HandoffLedger
+    files: RecordFiles
+    preschool: SourceRegistry
+    registry: TargetRegistry
     metrics: Metrics
     retry: RetryPolicy
 

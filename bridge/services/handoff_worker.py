@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import logging
 
-from bridge.adapters.postgres.ledger import ChildState, Ledger
 from bridge.services.handoff import HandoffDriver
+from bridge.services.ports.ledger import ChildState, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class HandoffWorker:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: WorkQueue,
         driver: HandoffDriver,
         *,
         owner: str,

@@ -16,13 +16,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bridge.adapters.postgres.retention_store import (
-    ErasedChild,
-    ErasedFile,
-    RetentionStore,
-)
 from bridge.domain.retention import UNREFERENCED_GRACE, ErasureReason, RetentionPolicy
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, Conflict
+from bridge.services.ports.clock import Clock
+from bridge.services.ports.retention import ErasedChild, ErasedFile, Erasures, Holders
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +27,7 @@ CHILDREN_PER_BATCH = 200
 PARKED_PER_BATCH = 500
 
 
-class PurgeBusy(BridgeError):
+class PurgeBusy(Conflict):
     """Another instance is purging right now."""
 
     code = "purge_running"
@@ -53,8 +50,9 @@ class Retention:
 
     def __init__(
         self,
-        store: RetentionStore,
+        store: Erasures,
         policy: RetentionPolicy,
+        clock: Clock,
         *,
         on_erased: Callable[[str, int], None] | None = None,
         batch: int = CHILDREN_PER_BATCH,
@@ -62,12 +60,13 @@ class Retention:
         """*on_erased(what, n)* hears of every batch erased (children, files, parked)."""
         self._store = store
         self._policy = policy
+        self._clock = clock
         self._on_erased = on_erased or (lambda what, n: None)
         self._batch = batch
 
     async def plan(self, now: dt.datetime | None = None, *, limit: int = 100_000) -> PurgeReport:
         """What a purge now would erase; nothing is written."""
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or self._clock.now()
         cutoff = self._policy.cutoff(now)
         report = PurgeReport(cutoff, dry_run=True)
         report.children = await self._store.due_children(cutoff, limit)
@@ -82,7 +81,7 @@ class Retention:
             held = holders.get(sha, [])
             # Goes if every child referring to it is erased already or due now.
             if all(reason is not None or n in due_numbers for n, reason in held):
-                report.files.append(_file(sha, held, by_sha))
+                report.files.append(_file(sha, holders, by_sha))
         report.parked = await self._store.parked_due(cutoff)
         return report
 
@@ -101,14 +100,14 @@ class Retention:
             if not got:
                 return None
             last = await self._store.last_started()
-            if last is not None and (dt.datetime.now(dt.UTC) - last).total_seconds() < interval_s:
+            if last is not None and (self._clock.now() - last).total_seconds() < interval_s:
                 return None
             return await self._purge_locked("schedule", "scheduler", None)
 
     async def _purge_locked(
         self, trigger: str, actor: str | None, now: dt.datetime | None
     ) -> PurgeReport:
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or self._clock.now()
         cutoff = self._policy.cutoff(now)
         run_id = await self._store.start(trigger=trigger, actor=actor, cutoff=cutoff)
         report = PurgeReport(cutoff, dry_run=False, run_id=run_id)
@@ -159,7 +158,7 @@ class Retention:
             async for page in pages:
                 unknown = [sha for sha in page if sha not in by_sha]
                 holders = await self._store.holders(unknown) if unknown else {}
-                files = [_file(sha, holders.get(sha, []), by_sha) for sha in page]
+                files = [_file(sha, holders, by_sha) for sha in page]
                 done = await self._store.erase_files(files, run_id=run_id)
                 report.files += done
                 if done:
@@ -178,25 +177,12 @@ def _by_sha(children: list[ErasedChild]) -> dict[str, list[ErasedChild]]:
     return found
 
 
-def _file(
-    sha: str, holders: list[tuple[str, str | None]], by_sha: dict[str, list[ErasedChild]]
-) -> ErasedFile:
+def _file(sha: str, holders: Holders, by_sha: dict[str, list[ErasedChild]]) -> ErasedFile:
     """The file's erasure with its reason and the children it was the file of."""
     mine = by_sha.get(sha)
     if mine:
         return ErasedFile(sha, mine[0].reason, tuple(c.student_number for c in mine))
-    reasons = [r for _, r in holders if r]
+    held = holders.get(sha, [])
+    reasons = [r for _, r in held if r]
     reason = ErasureReason(reasons[0]) if reasons else ErasureReason.SUPERSEDED
-    return ErasedFile(sha, reason, tuple(n for n, _ in holders))
-
-
-async def purge_on_schedule(retention: Retention, interval_s: float) -> None:
-    """Purge every *interval_s*, never twice at once across instances, until cancelled."""
-    while True:
-        try:
-            await retention.purge_if_due(interval_s)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("scheduled retention purge failed")
-        await asyncio.sleep(min(interval_s, 60.0))
+    return ErasedFile(sha, reason, tuple(n for n, _ in held))

@@ -12,13 +12,14 @@ import sys
 import asyncpg
 import pytest
 
-from bridge.adapters.file_crypto import FileKeys, SealedFile, new_key_line, open_file
+from bridge.adapters.file_crypto import FileKeys, new_key_line, open_file
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.file_keys import FileKeyStore
 from bridge.adapters.postgres.record_files import RecordFileStore
 from bridge.bootstrap import open_pool, running_bridge
 from bridge.errors import FileKeysInvalid, RecordFilesInClear
-from bridge.services.file_keys import rotate_keys, seal_files_in_clear
+from bridge.services.file_keys import FileKeyAdministration
+from bridge.services.ports.files import SealedFile
 from bridge.settings import Settings
 from tests.conftest import MakeDatabase
 from tests.support.bridge_process import settings_env
@@ -31,6 +32,10 @@ OTHER_K1 = new_key_line("k1")  # the same id, another key
 
 def keys(text: str) -> FileKeys:
     return FileKeys.parse(text, setting="BRIDGE_FILE_KEYS")
+
+
+def file_store(pool: asyncpg.Pool, with_keys: FileKeys) -> RecordFileStore:
+    return RecordFileStore(pool, with_keys, audit=AuditLog(pool))
 
 
 async def plaintext_rows(pool: asyncpg.Pool, n: int) -> dict[str, bytes]:
@@ -88,7 +93,7 @@ async def test_another_key_under_a_known_id_is_refused_at_start(bridge_settings:
 async def test_a_key_stored_files_use_must_be_configured(bridge_settings: Settings) -> None:
     pool = await open_pool(bridge_settings)
     try:
-        await RecordFileStore(pool, keys(K1)).put("ab" * 32, "application/json", b"{}")
+        await file_store(pool, keys(K1)).put("ab" * 32, "application/json", b"{}")
     finally:
         await pool.close()
     with pytest.raises(FileKeysInvalid, match="'k1', not in BRIDGE_FILE_KEYS"):
@@ -152,14 +157,12 @@ async def test_sealing_resumes_after_an_interruption_and_two_instances_share_the
             "UPDATE record_files SET content = 'x'::bytea || content WHERE sha256 = $1", bad
         )
         k = keys(K1)
-        store, record_files = FileKeyStore(pool, k), RecordFileStore(pool, k, audit=AuditLog(pool))
+        store = FileKeyStore(pool, k)
+        admin = FileKeyAdministration(store, file_store(pool, k))
         await store.check()
         first = await store.seal_batch(7)  # then "interrupted"
         assert first.done == 7 and await store.in_clear() == 33
-        a, b = await asyncio.gather(
-            seal_files_in_clear(store, record_files, batch=3),
-            seal_files_in_clear(store, record_files, batch=3),
-        )
+        a, b = await asyncio.gather(admin.seal_in_clear(batch=3), admin.seal_in_clear(batch=3))
         assert first.done + a.done + b.done == 40 and await store.in_clear() == 0
         assert (set(a.damaged) | set(b.damaged) | set(first.damaged)) == {bad}
         for sha, content in files.items():
@@ -186,18 +189,17 @@ async def test_rotation_rewraps_every_file_so_the_old_key_can_retire(
             content = os.urandom(70_000 + i)  # two segments each
             sha = hashlib.sha256(content).hexdigest()
             files[sha] = content
-            await RecordFileStore(pool, old).put(sha, "application/pdf", content)
+            await file_store(pool, old).put(sha, "application/pdf", content)
         await FileKeyStore(pool, old).check()
         before = await pool.fetch("SELECT sha256, ciphertext FROM record_files ORDER BY 1")
 
         both = keys(f"{K2},{K1}")
-        store, record_files = FileKeyStore(pool, both), RecordFileStore(pool, both)
+        store = FileKeyStore(pool, both)
+        admin = FileKeyAdministration(store, file_store(pool, both))
         usage = {u.key_id: u for u in await store.usage()}
         assert usage["k1"].files == 25 and not usage["k1"].retirable and usage["k2"].files == 0
         first = await store.rewrap_batch(10)  # "interrupted" after one batch
-        a, b = await asyncio.gather(
-            rotate_keys(store, record_files, batch=4), rotate_keys(store, record_files, batch=4)
-        )
+        a, b = await asyncio.gather(admin.rotate(batch=4), admin.rotate(batch=4))
         assert first.done + a.done + b.done == 25
         usage = {u.key_id: u for u in await store.usage()}
         assert usage["k1"].files == 0 and usage["k1"].retirable and usage["k2"].files == 25

@@ -20,8 +20,7 @@ import pytest
 
 from bridge.bootstrap import build_retention
 from bridge.domain.file_segments import SEGMENT_BYTES
-from bridge.operations import operations_for
-from bridge.services.retention import PurgeReport
+from bridge.services.retention import PurgeReport, Retention
 from schemas.events import parse_event
 from tests.conftest import AMQP_URL, PG_ADMIN_URL
 from tests.support.school_api import (
@@ -68,10 +67,14 @@ async def enrol(env: SchoolApiEnv, n: str) -> None:
     await eventually(phase, lambda p: p == "enrolled", what="enrolled")
 
 
-async def purge_now(env: SchoolApiEnv) -> PurgeReport:
-    """A purge as if the retention period had passed for every closed hand-over."""
+def retention_of_none(env: SchoolApiEnv) -> Retention:
+    """The purge as if the retention period had passed for every closed hand-over."""
     settings = env.bridge.settings.model_copy(update={"file_retention_days": 0})
-    return await build_retention(settings, env.bridge.pool).purge(trigger="test", actor="test")
+    return build_retention(settings, env.bridge.stores, env.bridge.use_cases.clock)
+
+
+async def purge_now(env: SchoolApiEnv) -> PurgeReport:
+    return await retention_of_none(env).purge(trigger="test", actor="test")
 
 
 async def categories(env: SchoolApiEnv, run_id: int, n: str) -> set[str]:
@@ -154,8 +157,7 @@ async def test_a_file_that_fails_authentication_is_refused_reported_and_fetched_
     assert any(e.action == "record_file.read" and e.outcome == "damaged" for e in trail)
     # Reconciliation finds it and repairs it: the file is fetched again from the preschool
     # registry, checked against its claim, and stored sealed anew.
-    ops = operations_for(env.bridge)
-    run = await ops.reconciler.run(ENTRY_YEAR, trigger="test", actor="test")
+    run = await env.bridge.use_cases.reconciler.run(ENTRY_YEAR, trigger="test", actor="test")
     assert "stored_file_damaged" in await categories(env, run.run_id, n)
 
     async def download() -> int:
@@ -171,8 +173,7 @@ async def test_after_retention_a_school_is_told_the_file_is_gone_and_the_trail_s
     n = number(env, 2)
     sha = hashlib.sha256(file_of(env, 2)).hexdigest()
     await enrol(env, n)
-    settings = env.bridge.settings.model_copy(update={"file_retention_days": 0})
-    plan = await build_retention(settings, env.bridge.pool).plan()
+    plan = await retention_of_none(env).plan()
     assert n in {c.student_number for c in plan.children}
     assert sha in {f.sha256 for f in plan.files}
     assert await env.bridge.pool.fetchval(
@@ -207,8 +208,7 @@ async def test_after_retention_a_school_is_told_the_file_is_gone_and_the_trail_s
     assert any(e.action == "record_file.read" and e.outcome == "gone" for e in trail)
 
     # Reconciliation afterwards: the child is matched, nothing is "not delivered".
-    ops = operations_for(env.bridge)
-    run = await ops.reconciler.run(ENTRY_YEAR, trigger="test", actor="test")
+    run = await env.bridge.use_cases.reconciler.run(ENTRY_YEAR, trigger="test", actor="test")
     assert await categories(env, run.run_id, n) == {"matched"}
     # A second purge finds nothing more for this child.
     again = await purge_now(env)

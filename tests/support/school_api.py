@@ -127,7 +127,7 @@ def settings_for(database_url: str, simulator_url: str, amqp_url: str, tag: str)
 @contextlib.asynccontextmanager
 async def serving(bridge: Bridge) -> AsyncIterator[str]:
     """The bridge's HTTP API on a loopback port; yields its base URL."""
-    async with serving_app(create_app(bridge)) as url:
+    async with serving_app(create_app(bridge.use_cases)) as url:
         yield url
 
 

@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from bridge.adapters.file_crypto import (
     FileKeys,
-    SealedFile,
     new_key_line,
     open_file,
     open_span,
@@ -27,6 +26,7 @@ from bridge.domain.file_segments import (
     span,
 )
 from bridge.errors import FileKeysInvalid, RecordFileDamaged
+from bridge.services.ports.files import SealedFile
 
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()

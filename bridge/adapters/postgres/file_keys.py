@@ -8,40 +8,14 @@ is whatever is left), and to run on two instances at once (they take different r
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from dataclasses import dataclass
 
 import asyncpg
 
-from bridge.adapters.file_crypto import FileKeys, SealedFile, rewrap, seal
-from bridge.errors import FileKeysInvalid, RecordFileDamaged, RecordFilesInClear
-
-
-@dataclass(frozen=True, slots=True)
-class KeyUsage:
-    """One key-encryption key as the database and the configuration know it."""
-
-    key_id: str
-    files: int  # sealed files whose data key it wraps
-    sealed_bytes: int
-    first_used_at: dt.datetime | None
-    configured: bool
-    active: bool
-
-    @property
-    def retirable(self) -> bool:
-        """Nothing uses it and it wraps no new files: it may leave the configuration."""
-        return self.files == 0 and not self.active
-
-
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """What one batch did: files handled, and those found damaged (sha256s)."""
-
-    done: int
-    damaged: tuple[str, ...] = ()
-
+from bridge.adapters.file_crypto import MISSING, FileKeys, rewrap, seal
+from bridge.errors import FileKeysInvalid, RecordFileDamaged
+from bridge.services.ports.file_keys import Batch, KeyUsage
+from bridge.services.ports.files import SealedFile
 
 # The distinct key ids of sealed files, by skipping through the index: a few probes, however
 # many files there are.
@@ -56,18 +30,24 @@ SELECT key_id FROM k WHERE key_id IS NOT NULL
 """
 
 
-async def files_in_clear(pool: asyncpg.Pool) -> int:
-    """Files still stored in the clear (from before encryption); needs no key."""
-    value: int = await pool.fetchval("SELECT count(*) FROM record_files WHERE content IS NOT NULL")
-    return value
-
-
 class FileKeyStore:
-    """The record_file_keys table and the batches over record_files."""
+    """The record_file_keys table and the batches over record_files (FileKeyBook)."""
 
-    def __init__(self, pool: asyncpg.Pool, keys: FileKeys) -> None:
+    def __init__(self, pool: asyncpg.Pool, keys: FileKeys | None) -> None:
+        """*keys* None: counting needs none; anything else is refused (FileKeysInvalid)."""
         self._pool = pool
-        self._keys = keys
+        self._given_keys = keys
+
+    @property
+    def _keys(self) -> FileKeys:
+        if self._given_keys is None:
+            raise FileKeysInvalid(MISSING)
+        return self._given_keys
+
+    @property
+    def active_id(self) -> str:
+        """The id of the key that wraps new data keys."""
+        return self._keys.active_id
 
     async def check(self) -> None:
         """Refuse (FileKeysInvalid) unless the configured keys can open every stored file.
@@ -102,8 +82,11 @@ class FileKeyStore:
             )
 
     async def in_clear(self) -> int:
-        """Files still stored in the clear (from before encryption)."""
-        return await files_in_clear(self._pool)
+        """Files still stored in the clear (from before encryption); needs no key."""
+        value: int = await self._pool.fetchval(
+            "SELECT count(*) FROM record_files WHERE content IS NOT NULL"
+        )
+        return value
 
     async def counts(self) -> dict[str, int]:
         """Stored files by state: sealed, in the clear, erased, damaged."""
@@ -115,16 +98,6 @@ class FileKeyStore:
         )
         assert row is not None
         return dict(row)
-
-    async def ready_to_serve(self) -> None:
-        """The start-up check of ``xueji run``: keys right, nothing left in the clear."""
-        await self.check()
-        left = await self.in_clear()
-        if left:
-            raise RecordFilesInClear(
-                f"{left} record files are still stored in the clear: run `xueji migrate`"
-                " (resumable, safe beside a second instance) before `xueji run`"
-            )
 
     async def usage(self) -> list[KeyUsage]:
         """Every key known to the database or the configuration, with what it wraps."""
@@ -226,3 +199,7 @@ class FileKeyStore:
                 [x[1].nonce_prefix for x in sealed], damaged, [x[2] for x in sealed],
             )  # fmt: skip
         return Batch(len(sealed), tuple(damaged))
+
+    async def reclaim(self) -> None:
+        """VACUUM record_files: dead row versions hold the old bytes until vacuumed."""
+        await self._pool.execute("VACUUM record_files")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bridge.domain.handoff import Arrival, Handoff, Registration, SetAside, SetAsideReason
+from bridge.domain.arrival import Arrival
+from bridge.domain.handoff import Handoff, Registration, SetAside, SetAsideReason
 from bridge.domain.intake import ERASED_KEY_INFO, KeyInfo
 
 

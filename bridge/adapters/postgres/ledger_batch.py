@@ -20,12 +20,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.connection import Connection
 from bridge.adapters.postgres.derived import Derived
 from bridge.adapters.postgres.minimised_events import parse_stored
-from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS, VerifiedFile
+from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS
 from bridge.domain.events import ChildEvent
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.files import VerifiedFile
 
 # Parsed events kept for folding a child again (about 2 KB each): a child's record is
 # folded when its event arrives and again when the worker loads it moments later.

@@ -7,15 +7,16 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
+from pydantic import TypeAdapter
 
 from bridge.adapters.postgres.advisory import try_lock
 from bridge.adapters.postgres.connection import Connection
 from bridge.domain.reconciliation import Category, Finding, LedgerEntry
+from bridge.services.ports.reconciliation import ALL, Item, N, RunInfo, Scope
 
 # Advisory-lock key space of reconciliation: one lock per entry year.
 _LOCK_BASE = 7_301_926_500_000
@@ -42,50 +43,6 @@ _ITEM_COLUMNS = (
     "run_id", "category", "student_number", "county_code", "kindergarten_code",
     "school_code", "detail",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which children a report covers: a county operator's, or filters an operator chose."""
-
-    county_code: str | None = None
-    kindergarten_code: str | None = None
-
-
-ALL = Scope()
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """One stored run."""
-
-    run_id: int
-    entry_year: int
-    trigger: str
-    actor: str | None
-    status: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    as_of: dt.date
-    provisional: bool
-    sides: dict[str, int]
-    counts: dict[str, int]
-    repairs: int
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One finding of a run, as listed to operators."""
-
-    category: str
-    student_number: str
-    county_code: str | None
-    kindergarten_code: str | None
-    school_code: str | None
-    detail: dict[str, str]
-    since: dt.datetime | None
-    new: bool
 
 
 def _run(row: asyncpg.Record) -> RunInfo:
@@ -496,6 +453,24 @@ class ReconciliationStore:
             run.run_id, child_id, student_number, category, outcome,
         )  # fmt: skip
 
+    async def sorted_by_number(
+        self, pages: AsyncIterator[Sequence[N]], adapter: TypeAdapter[list[N]]
+    ) -> AsyncGenerator[Sequence[N]]:
+        """*pages* sorted by student number, via a temporary table (for an unsorted side)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE recon_stage (student_number text, body bytea) ON COMMIT DROP"
+            )
+            async for page in pages:
+                await conn.copy_records_to_table(
+                    "recon_stage", records=[(x.student_number, orjson.dumps(x)) for x in page]
+                )
+            cursor = await conn.cursor(
+                'SELECT body FROM recon_stage ORDER BY student_number COLLATE "C"'
+            )
+            while rows := await cursor.fetch(BATCH_ROWS):
+                yield adapter.validate_json(b"[" + b",".join(r["body"] for r in rows) + b"]")
+
     # --- reading --------------------------------------------------------------------------
     @staticmethod
     async def _previous_id(conn: Connection, run: RunInfo) -> int | None:
@@ -656,6 +631,13 @@ class ReconciliationStore:
                 entry = out.setdefault(r["category"], {"new": [], "resolved": []})
                 entry[label].append(r["student_number"])
         return out
+
+    async def pseudonym_key(self) -> bytes:
+        """The key of export pseudonyms (made by migration 005; never leaves the database)."""
+        value: str = await self._pool.fetchval(
+            "SELECT value FROM operator_secrets WHERE name = 'export_pseudonym_key'"
+        )
+        return value.encode()
 
     async def history(self, entry_year: int, limit: int = 12) -> list[RunInfo]:
         """Finished runs of a cohort, oldest first (for the overview's chart)."""

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from bridge.adapters.file_crypto import FileKeys, SealedFile, open_file, open_span, seal
+from bridge.adapters.file_crypto import MISSING, FileKeys, open_file, open_span, seal
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.domain.file_segments import SEGMENT_BYTES, TAG_BYTES, sealed_offset, span
 from bridge.domain.student_number import mask
-from bridge.errors import RecordFileDamaged
+from bridge.errors import FileKeysInvalid, RecordFileDamaged
+from bridge.services.ports.files import SealedFile, VerifiedFile
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +39,6 @@ INTEGRITY_ACTOR = "system:record-files"
 
 
 @dataclass(frozen=True, slots=True)
-class VerifiedFile:
-    """A record file checked against its claim: sealed for the ledger, and its bytes for
-    the upload that follows (in memory only)."""
-
-    sha256: str
-    media_type: str
-    content: bytes
-    sealed: SealedFile
-
-    @property
-    def size(self) -> int:
-        """Bytes of the plaintext."""
-        return len(self.content)
-
-
-@dataclass(frozen=True, slots=True)
 class StoredFile:
     """A stored file's metadata; erased or damaged ones too."""
 
@@ -69,34 +54,38 @@ _SEALED_META = "size, key_id, wrapped_key, nonce_prefix, erased_at"
 
 
 class RecordFileStore:
-    """Seal, store and open record files by sha256."""
+    """Seal, store and open record files by sha256 (RecordFiles, DamageReports)."""
 
     def __init__(
         self,
         pool: asyncpg.Pool,
-        keys: FileKeys,
+        keys: FileKeys | None,
         *,
-        audit: AuditLog | None = None,
+        audit: AuditLog,
         count_failure: Callable[[str], None] | None = None,
     ) -> None:
-        """*count_failure(where)* hears of every file that fails authentication."""
+        """*keys* None: a command that seals and opens nothing (using them is refused
+        with FileKeysInvalid). *count_failure(where)* hears of every file that fails
+        authentication."""
         self._pool = pool
-        self._keys = keys
-        self._audit = audit or AuditLog(pool)
+        self._given_keys = keys
+        self._audit = audit
         self._count_failure = count_failure or (lambda where: None)
 
     @property
     def keys(self) -> FileKeys:
         """The key-encryption keys files are sealed and opened with."""
-        return self._keys
+        if self._given_keys is None:
+            raise FileKeysInvalid(MISSING)
+        return self._given_keys
 
     def verified(self, sha256: str, media_type: str, content: bytes) -> VerifiedFile:
         """*content* (already checked against its claim) sealed under a new data key."""
-        return VerifiedFile(sha256, media_type, content, seal(self._keys, sha256, content))
+        return VerifiedFile(sha256, media_type, content, seal(self.keys, sha256, content))
 
     async def put(self, sha256: str, media_type: str, content: bytes) -> None:
         """Seal and store *content*; storing the same bytes again changes nothing."""
-        s = seal(self._keys, sha256, content)
+        s = seal(self.keys, sha256, content)
         await self._pool.execute(
             f"INSERT INTO record_files ({SEALED_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             + REPLACE_UNSOUND,
@@ -118,7 +107,7 @@ class RecordFileStore:
             row["key_id"], row["wrapped_key"], row["nonce_prefix"], row["ciphertext"]
         )
         try:
-            return open_file(self._keys, sha256, row["size"], sealed)
+            return open_file(self.keys, sha256, row["size"], sealed)
         except RecordFileDamaged:
             await self.report_damage(sha256, "upload", student_number=about)
             raise
@@ -132,10 +121,18 @@ class RecordFileStore:
         )
         return StoredFile(*row.values()) if row else None
 
-    def unseal(self, sha256: str, size: int, sealed: SealedFile) -> bytes:
-        """The plaintext of a file read whole with its lookup (RecordFileDamaged if it
-        fails authentication: report it with report_damage)."""
-        return open_file(self._keys, sha256, size, sealed)
+    async def opened(
+        self, sha256: str, size: int, sealed: SealedFile, *, about: str | None = None
+    ) -> bytes:
+        """The plaintext of a file whose sealed bytes came with its lookup.
+
+        RecordFileDamaged (reported, *about* naming the child) if it fails authentication.
+        """
+        try:
+            return open_file(self.keys, sha256, size, sealed)
+        except RecordFileDamaged:
+            await self.report_damage(sha256, "download", student_number=about)
+            raise
 
     async def chunk(
         self, sha256: str, offset: int, length: int, *, about: str | None = None,
@@ -163,7 +160,7 @@ class RecordFileStore:
         sealed = SealedFile(row["key_id"], row["wrapped_key"], row["nonce_prefix"])
         try:
             plain = open_span(
-                self._keys, sha256, size, sealed, part, row["data"][: part.sealed_bytes]
+                self.keys, sha256, size, sealed, part, row["data"][: part.sealed_bytes]
             )
         except RecordFileDamaged:
             await self.report_damage(sha256, where, student_number=about)

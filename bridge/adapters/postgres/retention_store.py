@@ -14,7 +14,6 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -26,6 +25,7 @@ from bridge.adapters.postgres.handoff_codec import load_handoff
 from bridge.adapters.postgres.minimised_events import minimise, parse_stored
 from bridge.domain.child_record import fold
 from bridge.domain.retention import ErasureReason
+from bridge.services.ports.retention import ChildBatch, ErasedChild, ErasedFile, Holders
 
 # Any constant works; the same for every instance (the migration lock is 7_301_926_001).
 _PURGE_LOCK = 7_301_926_019
@@ -102,37 +102,6 @@ RETURNING p.id
 """
 
 
-@dataclass(frozen=True, slots=True)
-class ErasedChild:
-    """A child whose personal data was (or, in a dry run, would be) erased."""
-
-    child_id: int
-    student_number: str
-    phase: str
-    closed_at: dt.datetime | None
-    reason: ErasureReason
-    file_sha256: str | None
-    again: bool = False  # erased before; data that came later erased now
-
-
-@dataclass(frozen=True, slots=True)
-class ErasedFile:
-    """A record file whose sealed bytes and data key were (or would be) erased."""
-
-    sha256: str
-    reason: ErasureReason
-    student_numbers: tuple[str, ...]
-    size: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildBatch:
-    """One batch: the children erased, and those left as they were (not settled)."""
-
-    erased: list[ErasedChild]
-    skipped: list[int]
-
-
 def _erasure(row: asyncpg.Record, at: dt.datetime) -> tuple[list[bytes], Derived] | None:
     """The minimised bodies and derived columns of a child, or None if erasing it would
     change its hand-over (a step still due, or it is not where it was)."""
@@ -149,7 +118,7 @@ def _erasure(row: asyncpg.Record, at: dt.datetime) -> tuple[list[bytes], Derived
 
 
 class RetentionStore:
-    """The purge's reads and writes."""
+    """The purge's reads and writes (the RetentionStore port)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -272,14 +241,14 @@ class RetentionStore:
 
             yield pages()
 
-    async def holders(self, shas: Sequence[str]) -> dict[str, list[tuple[str, str | None]]]:
+    async def holders(self, shas: Sequence[str]) -> Holders:
         """sha256 -> (student number, erasure reason) of the children that refer to it."""
         rows = await self._pool.fetch(
             "SELECT handoff ->> 'verified_file_sha256' AS sha256, student_number, erased_reason"
             " FROM children WHERE handoff ->> 'verified_file_sha256' = ANY($1::text[])",
             list(shas),
         )
-        found: dict[str, list[tuple[str, str | None]]] = {}
+        found: Holders = {}
         for r in rows:
             found.setdefault(r["sha256"], []).append((r["student_number"], r["erased_reason"]))
         return found

@@ -10,31 +10,25 @@ tokens used, and reads what each request may see and nothing more.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from bridge.adapters.file_crypto import SealedFile
 from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
-from bridge.adapters.postgres.school_pulls import (
-    CHILD_VIEW,
-    TOKEN_SCOPE,
-    ChildView,
-    ListQuery,
-    view_of,
-)
+from bridge.adapters.postgres.school_pulls import CHILD_VIEW, TOKEN_SCOPE, view_of
 from bridge.adapters.postgres.tokens import (
     TOKEN_ADMITTED,
     TOKEN_COLUMNS,
-    PresentedToken,
-    TokenRow,
     token_arrays,
+    token_row_of,
     tokens_of_requests,
 )
+from bridge.domain.access import PresentedToken
+from bridge.services.ports.files import SealedFile
+from bridge.services.ports.schools import ChildFile, FileLookup, ListLookup, ListQuery
 
 # The token's columns (TokenRow), prefixed: a child has a school_code too.
 _TOKEN_SELECT = ", ".join(f"t.{c} AS t_{c}" for c in TOKEN_COLUMNS)
@@ -123,40 +117,6 @@ MAX_LISTS, LIST_STATEMENTS = 32, 2
 
 
 @dataclass(frozen=True, slots=True)
-class ChildFile:
-    """A child's record file as a download needs it: its key material, and its sealed bytes
-    only for a small file (opened after the lookup, never in the shared statement)."""
-
-    child_id: int
-    student_number: str
-    school_code: str | None
-    sha256: str | None
-    size: int | None
-    media_type: str | None
-    sealed: SealedFile | None
-    erased_at: dt.datetime | None = None
-    erased_reason: str | None = None
-    damaged: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FileLookup:
-    """The token's row (for TokenStore.admit) and, if it may see it, the child's file."""
-
-    token: TokenRow | None
-    child: ChildFile | None
-
-
-@dataclass(frozen=True, slots=True)
-class ListLookup:
-    """The token's row (for TokenStore.admit) and the page's children it may see (limit + 1
-    at most, to tell whether more follow)."""
-
-    token: TokenRow | None
-    children: list[ChildView]
-
-
-@dataclass(frozen=True, slots=True)
 class _FileRequest:
     presented: PresentedToken
     student_number: str | None
@@ -171,7 +131,7 @@ class _ListRequest:
 
 def _file(row: asyncpg.Record) -> FileLookup:
     if row["child_id"] is None:
-        return FileLookup(TokenRow.of(row, "t_"), None)
+        return FileLookup(token_row_of(row, "t_"), None)
     sealed = None
     if row["wrapped_key"] is not None:
         sealed = SealedFile(
@@ -182,7 +142,7 @@ def _file(row: asyncpg.Record) -> FileLookup:
         row["size"], row["media_type"], sealed, row["erased_at"], row["erased_reason"],
         row["damaged_at"] is not None,
     )  # fmt: skip
-    return FileLookup(TokenRow.of(row, "t_"), child)
+    return FileLookup(token_row_of(row, "t_"), child)
 
 
 class SchoolLookups:
@@ -263,7 +223,7 @@ class SchoolLookups:
                 pages[members[row["i"] - 1]].append(row)
         return [
             ListLookup(
-                TokenRow.of(page[0], "t_"),
+                token_row_of(page[0], "t_"),
                 [view_of(row) for row in page if row["child_id"] is not None],
             )
             for page in pages

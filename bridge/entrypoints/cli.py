@@ -11,11 +11,17 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.cli_files import register_file_commands
-from bridge.cli_operator import register_operator_commands
-from bridge.cli_tokens import register_access_commands
+from aiohttp import web
+
+from bridge.api.app import create_app
+from bridge.bootstrap import operator_tools, running_bridge
+from bridge.entrypoints.demo import run_demo
+from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
+from bridge.entrypoints.operator_commands import register_operator_commands
+from bridge.entrypoints.token_commands import register_access_commands
 from bridge.errors import StartRefused
 from bridge.settings import Settings
+from simulator.app import main as simulate
 
 
 def _configure_logging(level: str) -> None:
@@ -39,13 +45,8 @@ async def _until_signalled() -> None:
 
 
 async def _run(settings: Settings) -> None:
-    from aiohttp import web
-
-    from bridge.api.app import create_app
-    from bridge.bootstrap import running_bridge
-
     async with running_bridge(settings) as bridge:
-        runner = web.AppRunner(create_app(bridge), access_log=None)
+        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -64,65 +65,41 @@ async def _run(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from bridge.bootstrap import open_pool
-    from bridge.cli_files import seal_stored_files
-
-    pool = await open_pool(settings)
-    try:
+    async with operator_tools(settings) as tools:  # opening the pool migrates
         print("database schema is up to date")
-        await seal_stored_files(settings, pool)
-    finally:
-        await pool.close()
-
-
-def _refused(exc: StartRefused) -> int:
-    """A deployment unfit to start: say what to fix, without a traceback."""
-    print(f"xueji: {exc}", file=sys.stderr)
-    return 2
+        await seal_stored_files(tools)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     settings = Settings()
-    try:
-        if settings.event_loop == "uvloop":  # optional: fewer CPU cycles per I/O (bench/)
-            import uvloop
+    if settings.event_loop == "uvloop":  # optional: fewer CPU cycles per I/O (bench/)
+        import uvloop
 
-            uvloop.run(_run(settings))
-        else:
-            asyncio.run(_run(settings))
-    except StartRefused as exc:
-        return _refused(exc)
+        uvloop.run(_run(settings))
+    else:
+        asyncio.run(_run(settings))
     return 0
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    try:
-        asyncio.run(_migrate(Settings()))
-    except StartRefused as exc:
-        return _refused(exc)
+    asyncio.run(_migrate(Settings()))
     return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.app import main as simulate
-
     return simulate(args.rest)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bridge.demo import run_demo
-
-    demo = run_demo(
-        Settings(),
-        children=args.children,
-        seed=args.seed,
-        external=args.external,
-        simulator_url=args.simulator_url,
+    return asyncio.run(
+        run_demo(
+            Settings(),
+            children=args.children,
+            seed=args.seed,
+            external=args.external,
+            simulator_url=args.simulator_url,
+        )
     )
-    try:
-        return asyncio.run(demo)
-    except StartRefused as exc:
-        return _refused(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,4 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xueji`` console script."""
     args = build_parser().parse_args(argv)
     _configure_logging(Settings().log_level)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartRefused as exc:
+        # A deployment unfit to start (a key missing or wrong, files in the clear): what
+        # to fix, without a traceback.
+        print(f"xueji: {exc}", file=sys.stderr)
+        return 2

@@ -1,32 +1,25 @@
 """Record files at rest: ``xueji files keys | new-key | rotate-key | purge``.
 
 Keys come from BRIDGE_FILE_KEYS (or BRIDGE_FILE_KEYS_FILE) as for ``xueji run``; a wrong
-or missing key is refused with the setting to fix, like at start. Student numbers are
-shown masked; ``--json`` gives the same for scripts.
+or missing key is refused with the setting to fix, like at start (``xueji`` exits 2).
+Student numbers are shown masked; ``--json`` gives the same for scripts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
-import getpass
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from bridge.adapters.file_crypto import new_key_line
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.file_keys import FileKeyStore, files_in_clear
-from bridge.adapters.postgres.record_files import RecordFileStore
+from bridge.bootstrap import Tools, new_file_key, operator_tools
 from bridge.domain.student_number import mask
-from bridge.errors import StartRefused
-from bridge.services.file_keys import rotate_keys, seal_files_in_clear
+from bridge.entrypoints.operator_commands import actor
 from bridge.services.retention import PurgeBusy, PurgeReport
 from bridge.settings import Settings
 
@@ -34,36 +27,25 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _run(work: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    try:
-        return asyncio.run(work())
-    except StartRefused as exc:
-        err.print(f"xueji: {exc}", markup=False, highlight=False)
-        return 2
+def _run(work: Callable[[Tools], Awaitable[int]], *, keys_checked: bool = True) -> int:
+    """*work* with what bootstrap builds for a command; with *keys_checked*, the keys are
+    checked against the database first, as at start (FileKeysInvalid: exit 2)."""
+
+    async def main() -> int:
+        async with operator_tools(Settings()) as tools:
+            if keys_checked:
+                await tools.use_cases.file_keys.check()
+            return await work(tools)
+
+    return asyncio.run(main())
 
 
 # --- keys ---------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def _file_stores() -> AsyncIterator[tuple[FileKeyStore, RecordFileStore]]:
-    """The keys' and the files' stores on a pool of their own (keys checked as at start)."""
-    from bridge.bootstrap import file_keys_of, open_pool
-
-    settings = Settings()
-    keys = file_keys_of(settings)
-    pool = await open_pool(settings)
-    try:
-        store = FileKeyStore(pool, keys)
-        await store.check()
-        yield store, RecordFileStore(pool, keys, audit=AuditLog(pool))
-    finally:
-        await pool.close()
-
-
 def _cmd_keys(args: argparse.Namespace) -> int:
-    async def work() -> int:
-        async with _file_stores() as (store, _):
-            usage = await store.usage()
-            counts = await store.counts()
+    async def work(tools: Tools) -> int:
+        keys = tools.use_cases.file_keys
+        usage = await keys.usage()
+        counts = await keys.counts()
         rows = [
             {
                 "key_id": u.key_id, "active": u.active, "configured": u.configured,
@@ -102,7 +84,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 def _cmd_new_key(args: argparse.Namespace) -> int:
     # Only the key line goes to stdout: `xueji files new-key --id k2027 >> keys` works.
-    print(new_key_line(args.id))
+    print(new_file_key(args.id))
     err.print(
         "add it in front of BRIDGE_FILE_KEYS (or the BRIDGE_FILE_KEYS_FILE) on every instance,"
         " keep a copy where the database's backups are not, then `xueji files rotate-key`",
@@ -112,16 +94,16 @@ def _cmd_new_key(args: argparse.Namespace) -> int:
 
 
 def _cmd_rotate(args: argparse.Namespace) -> int:
-    async def work() -> int:
-        async with _file_stores() as (store, files):
-            active = files.keys.active_id
+    async def work(tools: Tools) -> int:
+        keys = tools.use_cases.file_keys
+        active = keys.active_id
 
-            def progress(done: int) -> None:
-                if not args.json:
-                    err.print(f"re-wrapped {done} data keys under {active}", end="\r")
+        def progress(done: int) -> None:
+            if not args.json:
+                err.print(f"re-wrapped {done} data keys under {active}", end="\r")
 
-            totals = await rotate_keys(store, files, batch=args.batch, progress=progress)
-            usage = await store.usage()
+        totals = await keys.rotate(batch=args.batch, progress=progress)
+        usage = await keys.usage()
         left = {u.key_id: u.files for u in usage if not u.active and u.files}
         if args.json:
             print(
@@ -154,30 +136,24 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 
 
 # --- migrate ------------------------------------------------------------------------------
-async def seal_stored_files(settings: Settings, pool: asyncpg.Pool) -> None:
+async def seal_stored_files(tools: Tools) -> None:
     """`xueji migrate`'s second half: seal the files stored before encryption, in resumable
     batches (a rerun goes on where an interrupted one stopped; two can run at once)."""
-    from bridge.bootstrap import file_keys_of
-
-    left = await files_in_clear(pool)
-    given = bool(settings.file_keys or settings.file_keys_file)
-    if not left and not given:
+    keys, settings = tools.use_cases.file_keys, tools.settings
+    left = await keys.in_clear()
+    if not left and not (settings.file_keys or settings.file_keys_file):
         print("no record file is stored in the clear (no key was needed for this)")
         return
-    keys = file_keys_of(settings)  # FileKeysInvalid names the setting to fix
-    store = FileKeyStore(pool, keys)
-    files = RecordFileStore(pool, keys, audit=AuditLog(pool))
 
     def progress(done: int) -> None:
         err.print(f"sealed {done} of {left} record files stored in the clear", end="\r")
 
-    totals = await seal_files_in_clear(store, files, progress=progress if left else None)
+    # Without a key, FileKeysInvalid names the setting to fix.
+    totals = await keys.seal_in_clear(progress=progress if left else None)
     if totals.done:
         err.print()
-        # Dead row versions still hold the old bytes until vacuumed (see the README).
-        await pool.execute("VACUUM record_files")
     print(f"record files sealed under key {keys.active_id}: {totals.done} now,"
-          f" {await store.in_clear()} left in the clear")  # fmt: skip
+          f" {await keys.in_clear()} left in the clear")  # fmt: skip
     if totals.damaged:
         print(f"{len(totals.damaged)} of them did not match their sha256: sealed all the same,"
               " reported, and fetched again by the next reconciliation")  # fmt: skip
@@ -204,30 +180,24 @@ def _report_json(report: PurgeReport) -> dict[str, Any]:
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    async def work() -> int:
-        from bridge.bootstrap import build_retention, open_pool
-
-        settings = Settings()
-        pool = await open_pool(settings)
-        try:
-            retention = build_retention(settings, pool)
-            if args.dry_run:
-                report = await retention.plan(limit=args.limit)
-            else:
-                try:
-                    report = await retention.purge(trigger="cli", actor=f"cli:{getpass.getuser()}")
-                except PurgeBusy as exc:
-                    err.print(f"xueji: {exc}; try again later")
-                    return 1
-        finally:
-            await pool.close()
+    async def work(tools: Tools) -> int:
+        retention = tools.use_cases.retention
+        if args.dry_run:
+            report = await retention.plan(limit=args.limit)
+        else:
+            try:
+                report = await retention.purge(trigger="cli", actor=actor())
+            except PurgeBusy as exc:
+                err.print(f"xueji: {exc}; try again later")
+                return 1
         if args.json:
             print(json.dumps(_report_json(report)))
             return 0
-        _print_report(report, settings.file_retention_days)
+        _print_report(report, tools.settings.file_retention_days)
         return 0
 
-    return _run(work)
+    # Erasing needs no key: the sealed bytes and the wrapped data keys simply go.
+    return _run(work, keys_checked=False)
 
 
 def _print_report(report: PurgeReport, days: float) -> None:
