@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from bridge.domain.access import PresentedToken, Principal, Role
+from bridge.errors import RecordFileDamaged, RecordFileGone
 from bridge.services.downloads import CHUNK_BYTES, ByteRange, Downloads
 from tests.fakes.schools import MemorySchools, child_view
 
@@ -157,3 +158,102 @@ async def test_an_archive_holds_every_file_with_a_manifest_and_keeps_each() -> N
     ]  # fmt: skip
     assert [e.receipt.via for e in schools.kept if e.receipt] == ["zip", "zip"]
     assert [e.pulled is not None for e in schools.kept] == [True, True]
+
+
+async def test_an_erased_file_is_refused_as_gone_with_when_and_why() -> None:
+    schools, downloads = await office(SMALL)
+    sha = hashlib.sha256(SMALL).hexdigest()
+    schools.files.erase(sha, "cancelled")
+    found = await downloads.lookup(presented(OWN), G1, conditional=True)
+    assert found.child is not None and not found.child.servable
+    with pytest.raises(RecordFileGone) as refused:
+        await downloads.unavailable(OWN, found.child, "10.0.0.9")
+    assert refused.value.reason == "cancelled"
+    assert refused.value.erased_at == schools.files.clock.now()
+    assert "after the record was cancelled" in str(refused.value)
+    assert schools.audit.actions() == [("record_file.read", "gone")]
+    assert [e.receipt for e in schools.kept] == [None]  # nothing was sent
+
+
+async def test_a_small_file_that_fails_authentication_is_refused_and_reported() -> None:
+    schools, downloads = await office(SMALL)
+    sha = hashlib.sha256(SMALL).hexdigest()
+    schools.files.damage(sha)
+    found = await downloads.lookup(presented(OWN), G1, conditional=False)
+    assert found.child is not None and found.child.servable  # not known to be damaged yet
+    delivery = downloads.deliver(OWN, found.child, None, None, lambda: True)
+    with pytest.raises(RecordFileDamaged, match="fetched again"):
+        await delivery.whole()
+    await delivery.close()
+    assert schools.files.damage_reports == [(sha, "download", G1)]
+    assert schools.audit.actions() == [("record_file.read", "damaged")]
+    # Marked now: the next lookup knows, and nothing is opened again.
+    again = await downloads.lookup(presented(OWN), G1, conditional=False)
+    assert again.child is not None and not again.child.servable
+
+
+async def test_a_large_file_that_fails_authentication_is_refused_before_anything_goes() -> None:
+    schools, downloads = await office(LARGE)
+    schools.files.damage(hashlib.sha256(LARGE).hexdigest())
+    found = await downloads.lookup(presented(OWN), G1, conditional=False)
+    assert found.child is not None
+    delivery = downloads.deliver(OWN, found.child, None, None, lambda: True)
+    assert await delivery.whole() is None
+    started: list[bool] = []
+    written: list[bytes] = []
+
+    async def start() -> None:
+        started.append(True)
+
+    async def write(data: bytes) -> None:
+        written.append(data)
+
+    with pytest.raises(RecordFileDamaged):
+        await delivery.stream(write, start=start)
+    await delivery.close()
+    assert (started, written) == ([], [])  # no header, no byte
+    assert schools.audit.actions() == [("record_file.read", "damaged")]
+    assert [e.receipt for e in schools.kept] == [None]
+
+
+async def test_the_headers_go_once_the_first_chunk_is_opened() -> None:
+    schools, downloads = await office(LARGE)
+    found = await downloads.lookup(presented(OWN), G1, conditional=False)
+    assert found.child is not None
+    delivery = downloads.deliver(OWN, found.child, None, None, lambda: True)
+    events: list[str] = []
+
+    async def start() -> None:
+        events.append(f"start after {schools.files.chunks_read} chunk")
+
+    async def write(data: bytes) -> None:
+        events.append("write")
+
+    await delivery.stream(write, start=start)
+    assert events == ["start after 1 chunk", "write", "write", "write"]
+
+
+async def test_an_archive_lists_the_files_it_cannot_hold_and_why() -> None:
+    third = b'{"student_number": "G110105201903070013"}'
+    schools, downloads = await office(SMALL, LARGE)
+    sha3 = hashlib.sha256(third).hexdigest()
+    await schools.files.put(sha3, "application/json", third)
+    schools.children.append(
+        child_view(3, "G110105201903070013", SCHOOL, "110108", file_sha256=sha3,
+                   file_size=len(third), file_media_type="application/json")
+    )  # fmt: skip
+    sha1, sha2 = hashlib.sha256(SMALL).hexdigest(), hashlib.sha256(LARGE).hexdigest()
+    schools.files.erase(sha1)
+    schools.files.damage(sha2)  # not known yet: found when its first chunk is opened
+    archive = b"".join([c async for c in downloads.archive(OWN, SCHOOL, 2026, None)])
+    with zipfile.ZipFile(io.BytesIO(archive)) as z:
+        assert z.namelist() == ["G110105201903070013.json", "manifest.json"]
+        assert z.read("G110105201903070013.json") == third
+        manifest = orjson.loads(z.read("manifest.json"))
+    assert [f["sha256"] for f in manifest["files"]] == [sha3]
+    assert [(f["student_number"], f["reason"]) for f in manifest["not_included"]] == [
+        (G1, "erased"), (G2, "damaged"),
+    ]  # fmt: skip
+    assert manifest["not_included"][0]["erased_at"] == schools.files.clock.now().isoformat()
+    assert schools.files.damage_reports == [(sha2, "zip", G2)]
+    assert [e.receipt.sha256 for e in schools.kept if e.receipt] == [sha3]

@@ -111,3 +111,22 @@ async def test_a_drive_whose_lease_went_to_another_instance_calls_nothing() -> N
     await rig.driver.drive(state.child_id, first, state)  # LeaseLost: logged, not raised
     assert rig.target.calls == []  # its intent could not be written: no B1 went out
     assert rig.ledger.child_of(wire.G).lease == second
+
+
+async def test_a_stored_copy_failing_authentication_is_fetched_again_for_an_upload() -> None:
+    rig = Rig()
+    await rig.receive(graduated_with(wire.G, 1))
+    await rig.work()
+    rig.files.damage(SHA)
+    # The registration went missing: the repair submits it again, and the file with it,
+    # from the stored copy, which fails authentication; the preschool registry's copy
+    # is fetched, checked against its claim and stored anew.
+    child_id = rig.ledger.child_of(wire.G).child_id
+    await rig.ledger.amend(child_id, lambda record, h: h.registration_missing(wire.G))
+    rig.target.students.clear()
+    rig.target.answers.clear()
+    await rig.work()
+    assert rig.files.damage_reports == [(SHA, "upload", wire.G)]
+    assert len(rig.source.fetched) == 2
+    assert rig.target.held() == {wire.G: (2026, "registered", SHA)}  # B2 checks the digest
+    assert await rig.files.content(SHA) == FILE  # the sound copy took the damaged one's place

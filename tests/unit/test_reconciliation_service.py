@@ -150,3 +150,25 @@ async def test_a_run_whose_registry_fails_is_kept_as_failed() -> None:
     assert failed.status == "failed"
     assert failed.error == "RegistryUnavailable: list_cohort: HTTP 503"
     assert failed.run_id not in office.runs.found  # none of its findings stay
+
+
+async def test_a_stored_file_that_failed_authentication_is_fetched_again() -> None:
+    office = Office()
+    await office.rig.receive(graduated_with(wire.G, 1))
+    await office.rig.work()
+    ours = office.rig.ledger.child_of(wire.G).child_id
+    office.runs.ledger = [entry(ours, wire.G)._replace(file_damaged=True)]
+    office.rig.source.roster = [roster(wire.G)]
+    office.rig.target.listing = [
+        CohortStudent(student_number=wire.G, id_number=wire.G[1:], status="registered",
+                      school_code=SCHOOL, record_file_sha256=SHA),
+    ]  # fmt: skip
+    run = await office.reconciler.run(2026, trigger="test", today=TODAY)
+    assert "stored_file_damaged" in office.found(run.run_id)[wire.G]
+    assert [r[2:] for r in office.runs.repairs] == [(wire.G, "stored_file_damaged", "scheduled")]
+    assert office.rig.ledger.child_of(wire.G).handoff.verified_file_sha256 == ""
+    await office.rig.work()
+    # Fetched again from the preschool registry, checked against its claim, kept anew.
+    assert len(office.rig.source.fetched) == 2
+    assert office.rig.ledger.child_of(wire.G).handoff.verified_file_sha256 == SHA
+    assert office.rig.target.held() == {wire.G: (2026, "registered", SHA)}
