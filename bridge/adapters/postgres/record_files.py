@@ -8,10 +8,8 @@ reconciliation repairs by fetching it again) and never served.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import asyncpg
 
@@ -36,20 +34,6 @@ ON CONFLICT (sha256) DO UPDATE SET
 WHERE record_files.ciphertext IS NULL OR record_files.damaged_at IS NOT NULL
 """
 INTEGRITY_ACTOR = "system:record-files"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredFile:
-    """A stored file's metadata; erased or damaged ones too."""
-
-    sha256: str
-    size: int
-    media_type: str
-    erased_at: dt.datetime | None = None
-    erased_reason: str | None = None
-    damaged_at: dt.datetime | None = None
-
-
 _SEALED_META = "size, key_id, wrapped_key, nonce_prefix, erased_at"
 
 
@@ -111,15 +95,6 @@ class RecordFileStore:
         except RecordFileDamaged:
             await self.report_damage(sha256, "upload", student_number=about)
             raise
-
-    async def info(self, sha256: str) -> StoredFile | None:
-        """Metadata without the bytes."""
-        row = await self._pool.fetchrow(
-            "SELECT sha256, size, media_type, erased_at, erased_reason, damaged_at"
-            " FROM record_files WHERE sha256 = $1",
-            sha256,
-        )
-        return StoredFile(*row.values()) if row else None
 
     async def opened(
         self, sha256: str, size: int, sealed: SealedFile, *, about: str | None = None
