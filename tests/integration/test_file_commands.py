@@ -3,14 +3,12 @@ taking what bootstrap builds, refusing as the bridge's start does without the ri
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
 from bridge.bootstrap import running_bridge
-from bridge.entrypoints.cli import main
 from bridge.settings import Settings
 from simulator.cohort import generate_cohort
 from simulator.publisher import publish_cohort, seed_cohort
@@ -20,22 +18,6 @@ from tests.support.sim import SimulatorHandle
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def cli(
-    bridge_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Any:
-    for name in ("database_url", "amqp_url", "registry_url", "preschool_url", "events_exchange",
-                 "queue_prefix"):  # fmt: skip
-        monkeypatch.setenv(f"BRIDGE_{name.upper()}", str(getattr(bridge_settings, name)))
-
-    async def run(*argv: str) -> tuple[int, str, str]:
-        code = await asyncio.to_thread(main, list(argv))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 async def test_keys_rotation_and_purge_from_the_command_line(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import pytest
 
 from bridge.bootstrap import running_bridge
-from bridge.entrypoints.cli import main
 from bridge.settings import Settings
 from simulator.cohort import generate_cohort
 from simulator.publisher import publish_cohort, seed_cohort
@@ -19,21 +17,6 @@ from tests.support.sim import SimulatorHandle
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.live
-
-
-@pytest.fixture
-def cli(
-    bridge_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Any:
-    for name in ("database_url", "amqp_url", "registry_url", "preschool_url", "events_exchange",
-                 "queue_prefix"):  # fmt: skip
-        monkeypatch.setenv(f"BRIDGE_{name.upper()}", str(getattr(bridge_settings, name)))
-
-    async def run(*argv: str) -> tuple[int, str]:
-        code = await asyncio.to_thread(main, list(argv))
-        return code, capsys.readouterr().out
-
-    return run
 
 
 async def test_reconcile_report_parked_and_calendar_from_the_command_line(
@@ -48,25 +31,25 @@ async def test_reconcile_report_parked_and_calendar_from_the_command_line(
         )  # fmt: skip
         await eventually(lambda: settled(bridge, 4), bool, what="settled")
         await eventually(bridge.parked.groups, bool, what="parked")
-    code, out = await cli("reconcile", "--entry-year", "2026", "--json")
+    code, out, _ = await cli("reconcile", "--entry-year", "2026", "--json")
     assert code == 0
     report = json.loads(out)
     assert report["categories"]["matched"]["count"] == 4
-    code, out = await cli("report", "show", "--entry-year", "2026", "--csv", "-")
+    code, out, _ = await cli("report", "show", "--entry-year", "2026", "--csv", "-")
     assert code == 0 and out.startswith("category,")
     assert not any(c.final_student_number in out for c in cohort.children)  # de-identified
     assert (await cli("report", "show", "--entry-year", "2031"))[0] == 2
-    code, out = await cli("parked", "groups")
+    code, out, _ = await cli("parked", "groups")
     assert code == 0 and "not_json" in out
-    code, out = await cli("parked", "show", "1")
+    code, out, _ = await cli("parked", "show", "1")
     assert code == 0 and "not_json" in out
-    code, out = await cli("parked", "resolve", "1", "--note", "test message, not an event")
+    code, out, _ = await cli("parked", "resolve", "1", "--note", "test message, not an event")
     assert code == 0
     assert (await cli("parked", "resolve", "99", "--note", "x"))[0] == 2
     schedule = tmp_path / "2031.json"
     schedule.write_text(json.dumps({"year": 2031, "holidays": {"2031-10-01": "国庆节"}}))
     assert (await cli("calendar", "load", str(schedule)))[0] == 0
-    code, out = await cli("calendar", "show", "2031")
+    code, out, _ = await cli("calendar", "show", "2031")
     assert code == 0 and "2031: official" in out
     async with running_bridge(bridge_settings, consume=False) as bridge:
         entries = await bridge.audit.query(limit=50)
