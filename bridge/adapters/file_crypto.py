@@ -147,6 +147,14 @@ class FileKeys:
             ) from None
 
 
+def required(keys: FileKeys | None) -> FileKeys:
+    """*keys*, or FileKeysInvalid naming the settings when none were given (a command that
+    opens no record file runs without them; using them then is refused)."""
+    if keys is None:
+        raise FileKeysInvalid(MISSING)
+    return keys
+
+
 def _decode_key(encoded: str, setting: str, key_id: str) -> bytes:
     padded = encoded + "=" * (-len(encoded) % 4)
     try:

@@ -12,7 +12,7 @@ import hashlib
 
 import asyncpg
 
-from bridge.adapters.file_crypto import MISSING, FileKeys, rewrap, seal
+from bridge.adapters.file_crypto import FileKeys, required, rewrap, seal
 from bridge.errors import FileKeysInvalid, RecordFileDamaged
 from bridge.services.ports.file_keys import Batch, KeyUsage
 from bridge.services.ports.files import SealedFile
@@ -40,9 +40,7 @@ class FileKeyStore:
 
     @property
     def _keys(self) -> FileKeys:
-        if self._given_keys is None:
-            raise FileKeysInvalid(MISSING)
-        return self._given_keys
+        return required(self._given_keys)
 
     @property
     def active_id(self) -> str:

@@ -13,11 +13,11 @@ from collections.abc import Callable
 
 import asyncpg
 
-from bridge.adapters.file_crypto import MISSING, FileKeys, open_file, open_span, seal
+from bridge.adapters.file_crypto import FileKeys, open_file, open_span, required, seal
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.domain.file_segments import SEGMENT_BYTES, TAG_BYTES, sealed_offset, span
 from bridge.domain.student_number import mask
-from bridge.errors import FileKeysInvalid, RecordFileDamaged
+from bridge.errors import RecordFileDamaged
 from bridge.services.ports.files import SealedFile, VerifiedFile
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,7 @@ class RecordFileStore:
     @property
     def keys(self) -> FileKeys:
         """The key-encryption keys files are sealed and opened with."""
-        if self._given_keys is None:
-            raise FileKeysInvalid(MISSING)
-        return self._given_keys
+        return required(self._given_keys)
 
     def verified(self, sha256: str, media_type: str, content: bytes) -> VerifiedFile:
         """*content* (already checked against its claim) sealed under a new data key."""
