@@ -56,3 +56,14 @@ class Metrics:
             "xueji_deferrals_expired", "Deferred children whose deferral has run out",
             registry=self.registry,
         )  # fmt: skip
+        self.file_integrity_failures = Counter(
+            "xueji_record_file_integrity_failures_total",
+            "Stored record files that failed authentication, by where it was found",
+            ["where"], registry=self.registry,
+        )  # fmt: skip
+        self.retention_erased = Counter(
+            "xueji_retention_erased_total",
+            "Erased after their retention period: children's personal data, record files,"
+            " parked message bodies",
+            ["what"], registry=self.registry,
+        )  # fmt: skip

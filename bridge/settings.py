@@ -64,3 +64,14 @@ class Settings(BaseSettings):
     not_arrived_working_days: int = 5
     term_start: str = "09-01"
     console_session_hours: float = 8.0
+
+    # Record files at rest (issue #19). Key-encryption keys as "id:base64key,..." (32-byte
+    # AES keys; the first, or file_key_active, wraps new files), or a file holding them.
+    # No default: without a key the bridge does not start.
+    file_keys: str | None = Field(default=None, repr=False)
+    file_keys_file: str | None = None
+    file_key_active: str | None = None
+    # Record files and the children's personal data are erased this long after the
+    # hand-over completed (the child enrolled) or the cancellation took effect.
+    file_retention_days: float = 90.0
+    file_purge_interval_s: float = 3600.0  # 0: only by `xueji files purge`

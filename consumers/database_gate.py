@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, ConsumerTag
 
+from bridge.services.ports.health import Probe
+
 log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 0.5
@@ -34,18 +36,28 @@ class Switchable(Protocol):
         """Take work again."""
 
 
+class Gate(Protocol):
+    """The gate as a consumer holding a delivery uses it."""
+
+    async def opened(self, timeout_s: float) -> bool:
+        """Wait up to *timeout_s* for the gate to be open; whether it is."""
+
+    def report_unavailable(self) -> None:
+        """The database was found away."""
+
+
 class DatabaseGate:
     """Open while the database answers, as far as the consumers saw; probes it while shut."""
 
     def __init__(
         self,
-        probe: Callable[[], Awaitable[Any]],
+        probe: Probe,
         *,
         probe_interval_s: float = PROBE_INTERVAL_S,
         probe_timeout_s: float = PROBE_TIMEOUT_S,
         on_change: Callable[[bool], None] | None = None,
     ) -> None:
-        """*probe* succeeds when the database answers; *on_change(open)* hears of changes."""
+        """*probe* answers when the database does; *on_change(open)* hears of changes."""
         self._probe = probe
         self._interval_s = probe_interval_s
         self._timeout_s = probe_timeout_s
@@ -80,21 +92,22 @@ class DatabaseGate:
         """Wait up to *timeout_s* for the gate to be open; whether it is."""
         if self._open.is_set():
             return True
+        # asyncio.timeout: wait_for (Python 3.11) may swallow a cancellation at reopening.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._open.wait(), max(timeout_s, 0.0))
+            async with asyncio.timeout(max(timeout_s, 0.0)):
+                await self._open.wait()
         return self._open.is_set()
 
     async def _probe_until_back(self) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                await asyncio.wait_for(self._probe(), self._timeout_s)
+                if await asyncio.wait_for(self._probe.answers(), self._timeout_s):
+                    break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.debug("database probe: %s", type(exc).__name__)
-                continue
-            break
         log.warning("the database answers again: consumers resume")
         self._open.set()
         self._on_change(True)

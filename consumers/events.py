@@ -16,17 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from bridge.adapters.postgres.ledger import RecordedEvent
-from bridge.domain.events import ChildEvent
 from bridge.domain.student_number import mask
 from bridge.errors import InvalidEvent
 from bridge.failures import log_failure
 from bridge.metrics import Metrics
-from consumers.database_gate import DatabaseGate
+from bridge.services.ports.ledger import EventLedger
+from consumers.database_gate import Gate
 from consumers.decision import Decision, label
 from consumers.park import park
 from schemas.amqp_binding import DecodedEvent, decode_message
@@ -40,13 +38,6 @@ RECORD_ATTEMPTS = 3
 # broker's consumer_timeout (30 minutes by default), after which it would close the channel.
 DATABASE_HOLD_S = 900.0
 PARK_TIMEOUT_S = 30.0
-
-
-class RecordsEvents(Protocol):
-    """The ledger as the consumer uses it."""
-
-    async def record_event(self, event: ChildEvent, raw: bytes) -> RecordedEvent:
-        """Record *event* (stored as *raw*); idempotent by event id."""
 
 
 def deliveries(message: AbstractIncomingMessage) -> int:
@@ -63,13 +54,13 @@ class EventConsumer:
 
     def __init__(
         self,
-        ledger: RecordsEvents,
+        ledger: EventLedger,
         parked_exchange: AbstractExchange,
         metrics: Metrics,
         on_recorded: Callable[[], None],
         database_errors: tuple[type[BaseException], ...],
         *,
-        gate: DatabaseGate,
+        gate: Gate,
         hold_s: float = DATABASE_HOLD_S,
     ) -> None:
         self._ledger = ledger

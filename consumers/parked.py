@@ -3,7 +3,7 @@
 Whatever a parked message carries, it ends in one of three places, in this order:
 
 1. ``parked_messages`` as it arrived: the body as bytea, the headers and properties as
-   JSON, with what jsonb cannot hold as it is encoded (``bridge.adapters.amqp_values``);
+   JSON, with what jsonb cannot hold as it is encoded (``schemas.amqp_values``);
 2. ``parked_messages`` in a safe minimum form, should PostgreSQL refuse the first (headers
    and properties as base64 of their JSON, reason and ids escaped);
 3. the ``unrecorded`` queue, a copy with its headers as one JSON text, if PostgreSQL
@@ -22,20 +22,21 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from bridge.adapters.amqp_values import to_json
 from bridge.errors import InvalidEvent
 from bridge.metrics import Metrics
-from consumers.database_gate import DatabaseGate
+from bridge.services.ports.recovery import ParkedArchive
+from consumers.database_gate import Gate
 from consumers.decision import Decision, label
 from consumers.events import DATABASE_HOLD_S
 from consumers.park import ORIGINAL_ROUTING_KEY, PARK_CODE, PARK_REASON
 from schemas.amqp_binding import decode_message
+from schemas.amqp_values import to_json
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,6 @@ ORIGINAL = "x-xueji-original"
 # database and a broker that both refuse it are not asked again in a busy loop.
 HAND_BACK_DELAY_S = 5.0
 _CODE = re.compile(r"[a-z0-9_.-]{1,64}")
-
-
-class StoresParked(Protocol):
-    """The parked-messages table as the recorder uses it."""
-
-    async def add(
-        self, *, message_id: str | None, routing_key: str | None, code: str, reason: str,
-        headers: str, body: bytes, properties: str = "{}",
-    ) -> None:  # fmt: skip
-        """Keep one parked message."""
 
 
 def storable(value: str | None, limit: int = 1000) -> str | None:
@@ -196,9 +187,9 @@ class ParkedRecorder:
 
     def __init__(
         self,
-        store: StoresParked,
+        store: ParkedArchive,
         *,
-        gate: DatabaseGate,
+        gate: Gate,
         database_errors: tuple[type[BaseException], ...],
         unrecorded: AbstractExchange,
         unrecorded_queue: str,

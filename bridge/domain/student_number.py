@@ -29,6 +29,9 @@ class NumberForm(enum.StrEnum):
     TEMPORARY = "L"  # L + region + birth date + 4 random digits, no check character
 
 
+# The shape of any number, before its check characters are looked at (fullmatch: no "$"
+# that a trailing newline slips past).
+NUMBER_FORM = re.compile(r"[GJL][0-9]{17}[0-9X]")
 _J_PATTERN = re.compile(r"^\d{6}(\d{8})\d{3}[0-9X]$")
 _L_PATTERN = re.compile(r"^\d{6}(\d{8})\d{4}$")
 
@@ -118,6 +121,11 @@ class StudentNumber:
 
     def __str__(self) -> str:
         return self.value
+
+
+def has_number_form(value: str) -> bool:
+    """Whether *value* is shaped like a student number (G, J or L and 18 more)."""
+    return NUMBER_FORM.fullmatch(value) is not None
 
 
 def mask(value: str | None) -> str:

@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 
-from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
-from bridge.adapters.postgres.ledger import ChildState, Ledger
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.failures import log_failure
 from bridge.metrics import Metrics
 from bridge.services.handoff import HandoffDriver
+from bridge.services.ports.ledger import ChildState, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ class HandoffWorker:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: WorkQueue,
         driver: HandoffDriver,
         *,
         owner: str,
@@ -43,8 +42,10 @@ class HandoffWorker:
         metrics: Metrics | None = None,
         retry: RetryPolicy | None = None,
         failure_limit: int = DRIVE_FAILURE_LIMIT,
-        database_errors: tuple[type[BaseException], ...] = DATABASE_UNAVAILABLE,
+        database_errors: tuple[type[BaseException], ...],
     ) -> None:
+        """*database_errors*: what the ledger raises while the database is away (a drive
+        they cut off is no failure of the child)."""
         self._ledger = ledger
         self._driver = driver
         self._metrics = metrics or Metrics()
@@ -119,8 +120,11 @@ class HandoffWorker:
         log.info("the database answers: %d children cut off mid-drive are due again", freed)
 
     async def _wait(self, timeout_s: float) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that meets a wake-up set at the same moment, and the worker would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _drive(self, state: ChildState, lease: str) -> None:

@@ -14,37 +14,23 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from bridge.adapters.amqp_values import from_json
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.ledger import Ledger
-from bridge.adapters.postgres.recovery_store import ParkedMessage, RecoveryStore, SetAsideCase
-from bridge.domain.access import Principal
 from bridge.domain.child_record import ChildRecord
 from bridge.domain.handoff import Handoff
 from bridge.domain.student_number import mask
-
-
-class Publish(Protocol):
-    """Publish to the events exchange and wait for the broker's confirm."""
-
-    async def __call__(
-        self, routing_key: str, body: bytes, message_id: str | None, *,
-        original: OriginalMessage | None = None,
-    ) -> None:  # fmt: skip
-        """*original*: the properties and headers to send it with (else events.md's)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OriginalMessage:
-    """A parked message's properties and headers as it arrived (binary CloudEvents carry
-    their attributes in the headers), for publishing it again as it was."""
-
-    content_type: str | None
-    content_encoding: str | None
-    headers: dict[str, Any]
-
+from bridge.services.acting import Acting
+from bridge.services.ports.access import Audit
+from bridge.services.ports.ledger import Amendments
+from bridge.services.ports.recovery import (
+    Group,
+    OriginalMessage,
+    ParkedMessage,
+    Publish,
+    SetAsideCase,
+    Worklist,
+)
+from schemas.amqp_values import from_json
 
 _IDENTITY_KEYS = {"id_number", "student_number", "previous_student_number", "new_student_number"}
 _PERSONAL_KEYS = {"name", "birth_date"}
@@ -161,71 +147,157 @@ class RetryResult:
     skipped: list[str]
 
 
+def _release(record: ChildRecord, handoff: Handoff) -> Handoff | None:
+    return handoff.released() if handoff.active_set_aside(record) else None
+
+
 class Recovery:
-    """Operators' actions on set-aside work."""
+    """Operators' actions on set-aside work. A county operator (Acting.county_code) sees
+    and acts on its county's hand-overs only; parked messages name no county."""
 
     def __init__(
         self,
-        store: RecoveryStore,
-        ledger: Ledger,
-        audit: AuditLog,
+        store: Worklist,
+        ledger: Amendments,
+        audit: Audit,
         publish: Publish,
         wake: Callable[[], None],
     ) -> None:
         self._store, self._ledger, self._audit = store, ledger, audit
         self._publish, self._wake = publish, wake
 
+    # --- what there is ------------------------------------------------------------------
+    async def set_aside_groups(self, who: Acting, *, county: str | None = None) -> list[Group]:
+        """Open set-asides by reason and registry answer (of *county*, if a provincial
+        operator names one)."""
+        return await self._store.set_aside_groups(who.county_code or county)
+
+    async def set_aside_cases(
+        self,
+        who: Acting,
+        *,
+        reason: str | None = None,
+        answer: str | None = None,
+        student_number: str | None = None,
+    ) -> list[SetAsideCase]:
+        """Open set-asides, filtered."""
+        return await self._store.set_aside_cases(
+            who.county_code, reason=reason, answer=answer, student_number=student_number
+        )
+
+    async def parked_groups(self) -> list[Group]:
+        """Unresolved parked messages by reason."""
+        return await self._store.parked_groups()
+
+    async def parked_messages(self, reason: str | None) -> list[ParkedMessage]:
+        """Unresolved parked messages (of one reason), oldest first."""
+        return await self._store.parked_messages(reason_code=reason)
+
+    async def read_parked(self, message_id: int, who: Acting) -> ParkedMessage | None:
+        """One parked message, its read audited (show its body masked: masked_body)."""
+        message = await self._store.parked_message(message_id)
+        if message is not None:
+            await self._audit.record(
+                action="parked.read", outcome="ok", principal=who.principal, actor=who.actor,
+                remote=who.remote, detail={"parked_id": message.id},
+            )  # fmt: skip
+        return message
+
+    async def recent_retries(
+        self, who: Acting, *, kind: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The newest retries with what came of them; a county's of hand-overs only."""
+        if who.county_code is not None:
+            kind = "handoff"
+        rows = await self._store.recent_retries(limit)
+        return [r for r in rows if kind is None or r["kind"] == kind]
+
     # --- hand-overs ---------------------------------------------------------------------
+    async def retry_set_aside(
+        self,
+        who: Acting,
+        *,
+        reason: str | None = None,
+        answer: str | None = None,
+        student_number: str | None = None,
+        group_key: str | None = None,
+    ) -> RetryResult:
+        """Retry the open set-asides matching the filters (a group, or one child)."""
+        cases = await self.set_aside_cases(
+            who, reason=reason, answer=answer, student_number=student_number
+        )
+        return await self.retry_handoffs(cases, who, group_key=group_key)
+
     async def retry_handoffs(
-        self, cases: list[SetAsideCase], principal: Principal | None, actor: str,
-        *, group_key: str | None = None, remote: str | None = None,
-    ) -> RetryResult:  # fmt: skip
+        self, cases: list[SetAsideCase], who: Acting, *, group_key: str | None = None
+    ) -> RetryResult:
         """Release each set-aside and let the worker decide again from the facts."""
         result = RetryResult([], [])
-
-        def release(record: ChildRecord, handoff: Handoff) -> Handoff | None:
-            return handoff.released() if handoff.active_set_aside(record) else None
-
         for case in cases:
-            phase = await self._ledger.amend(case.child_id, release)
+            phase = await self._ledger.amend(case.child_id, _release)
             outcome = "released" if phase is not None else "skipped_busy"
             (result.retried if phase is not None else result.skipped).append(case.student_number)
             await self._store.record_retry(
-                actor=actor, kind="handoff", target=str(case.child_id), group_key=group_key,
+                actor=who.actor, kind="handoff", target=str(case.child_id), group_key=group_key,
                 result=outcome,
             )  # fmt: skip
             await self._audit.record(
-                action="set_aside.retry", outcome=outcome, principal=principal,
-                actor=actor, student_number=case.student_number, remote=remote,
+                action="set_aside.retry", outcome=outcome, principal=who.principal,
+                actor=who.actor, student_number=case.student_number, remote=who.remote,
                 detail={"reason": case.reason, "group": group_key or ""},
             )  # fmt: skip
         if result.retried:
             self._wake()
         return result
 
-    async def resolve_handoff(
-        self, case: SetAsideCase, note: str, principal: Principal | None, actor: str,
-        *, remote: str | None = None,
-    ) -> None:  # fmt: skip
+    async def resolve_set_aside(
+        self, who: Acting, student_number: str, note: str
+    ) -> SetAsideCase | None:
+        """Close the child's open set-aside with a note; None if it has none (in scope)."""
+        cases = await self.set_aside_cases(who, student_number=student_number)
+        if not cases:
+            return None
+        await self.resolve_handoff(cases[0], note, who)
+        return cases[0]
+
+    async def resolve_handoff(self, case: SetAsideCase, note: str, who: Acting) -> None:
         """Close a set-aside with a note; it leaves the worklist."""
-        await self._store.resolve_set_aside(case, note, actor)
+        await self._store.resolve_set_aside(case, note, who.actor)
         await self._audit.record(
-            action="set_aside.resolve", outcome="resolved", principal=principal, actor=actor,
-            student_number=case.student_number, remote=remote,
+            action="set_aside.resolve", outcome="resolved", principal=who.principal,
+            actor=who.actor, student_number=case.student_number, remote=who.remote,
             detail={"reason": case.reason, "note": note[:500]},
         )  # fmt: skip
 
     # --- parked messages ----------------------------------------------------------------
+    async def retry_parked_messages(
+        self,
+        who: Acting,
+        *,
+        message_id: int | None = None,
+        reason: str | None = None,
+        group_key: str | None = None,
+    ) -> RetryResult:
+        """Republish one unresolved parked message, or a whole group; nothing if neither is
+        named."""
+        if message_id is not None:
+            one = await self._store.parked_message(message_id)
+            messages = [one] if one is not None and one.resolved_at is None else []
+        elif reason is not None:
+            messages = await self._store.parked_messages(reason_code=reason)
+        else:
+            messages = []
+        return await self.retry_parked(messages, who, group_key=group_key)
+
     async def retry_parked(
-        self, messages: list[ParkedMessage], principal: Principal | None, actor: str,
-        *, group_key: str | None = None, remote: str | None = None,
-    ) -> RetryResult:  # fmt: skip
+        self, messages: list[ParkedMessage], who: Acting, *, group_key: str | None = None
+    ) -> RetryResult:
         """Republish each to the events exchange under its routing key."""
         result = RetryResult([], [])
         for message in messages:
             target = str(message.id)
             if not message.routing_key or not await self._store.mark_parked(
-                message.id, resolution="retried", actor=actor, retried=True
+                message.id, resolution="retried", actor=who.actor, retried=True
             ):
                 result.skipped.append(target)
                 continue
@@ -239,26 +311,32 @@ class Recovery:
                 raise
             result.retried.append(target)
             await self._store.record_retry(
-                actor=actor, kind="parked_message", target=target, group_key=group_key,
+                actor=who.actor, kind="parked_message", target=target, group_key=group_key,
                 result="republished",
             )  # fmt: skip
             await self._audit.record(
-                action="parked.retry", outcome="republished", principal=principal, actor=actor,
-                remote=remote, detail={"parked_id": message.id, "reason": message.reason_code},
+                action="parked.retry", outcome="republished", principal=who.principal,
+                actor=who.actor, remote=who.remote,
+                detail={"parked_id": message.id, "reason": message.reason_code},
             )  # fmt: skip
         return result
 
-    async def resolve_parked(
-        self, message: ParkedMessage, note: str, principal: Principal | None, actor: str,
-        *, remote: str | None = None,
-    ) -> bool:  # fmt: skip
+    async def resolve_parked_message(self, who: Acting, message_id: int, note: str) -> bool | None:
+        """Close a parked message with a note: True if this closed it, False if it was
+        closed already, None if there is no such message."""
+        message = await self._store.parked_message(message_id)
+        if message is None:
+            return None
+        return await self.resolve_parked(message, note, who)
+
+    async def resolve_parked(self, message: ParkedMessage, note: str, who: Acting) -> bool:
         """Close a parked message with a note."""
         done = await self._store.mark_parked(
-            message.id, resolution=note[:1000] or "resolved", actor=actor, retried=False
+            message.id, resolution=note[:1000] or "resolved", actor=who.actor, retried=False
         )
         await self._audit.record(
             action="parked.resolve", outcome="resolved" if done else "already_resolved",
-            principal=principal, actor=actor, remote=remote,
+            principal=who.principal, actor=who.actor, remote=who.remote,
             detail={"parked_id": message.id, "note": note[:500]},
         )  # fmt: skip
         return done

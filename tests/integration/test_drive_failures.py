@@ -12,6 +12,8 @@ import asyncpg
 import orjson
 import pytest
 
+from bridge.adapters.file_crypto import FileKeys, new_key_line
+from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.handoff_codec import load_handoff
 from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.record_files import RecordFileStore
@@ -77,9 +79,10 @@ async def test_an_event_arriving_while_the_child_is_driven_is_handled_in_the_sam
             await ledger.record_event(*ev(key_info(G, 2)))
 
     registry = Registry(correction_arrives)
+    keys = FileKeys.parse(new_key_line("k1"), setting="BRIDGE_FILE_KEYS")
     ports = HandoffPorts(
         ledger,
-        RecordFileStore(pool),
+        RecordFileStore(pool, keys, audit=AuditLog(pool)),
         Preschool(),
         registry,
         Metrics(),

@@ -12,12 +12,13 @@ import aio_pika
 import orjson
 import pytest
 
-from bridge.adapters.amqp_values import from_json
 from bridge.bootstrap import Bridge, running_bridge
-from bridge.operations import operations_for
+from bridge.services.acting import Acting
+from bridge.services.recovery import masked_body
 from bridge.settings import Settings
 from consumers.frame_tolerance import UNDECODABLE_HEADERS
 from consumers.park import ORIGINAL_ROUTING_KEY, PARK_CODE, PARK_REASON
+from schemas.amqp_values import from_json
 from simulator.cohort import generate_cohort
 from simulator.publisher import (
     FORMS,
@@ -171,7 +172,7 @@ async def test_a_parked_binary_event_is_retried_with_its_headers_and_handed_over
     await seed_cohort(simulator.url, cohort)
     sent = sdk_message(cohort.children[0].events[0], "sdk_binary")
     async with running_bridge(bridge_settings) as bridge:
-        ops = operations_for(bridge)
+        ops = bridge.use_cases
         # Set aside earlier (say the database failed it on every delivery), as it arrived.
         await bridge.topology.parked_exchange.publish(
             aio_pika.Message(
@@ -183,8 +184,8 @@ async def test_a_parked_binary_event_is_retried_with_its_headers_and_handed_over
             routing_key="child.graduated",  # as dead-lettering keeps it
         )  # fmt: skip
         await eventually(lambda: parked_rows(bridge), bool, what="recorded")
-        messages = await ops.recovery_store.parked_messages(reason_code="delivery_limit")
-        result = await ops.recovery.retry_parked(messages, None, "cli:test")
+        messages = await ops.recovery.parked_messages("delivery_limit")
+        result = await ops.recovery.retry_parked(messages, Acting("cli:test"))
         assert len(result.retried) == 1
         await eventually(lambda: settled(bridge, 1), bool, timeout_s=60, what="handed over")
         assert len(await parked_rows(bridge)) == 1  # not parked again
@@ -199,14 +200,13 @@ async def test_an_event_with_data_base64_is_shown_masked_to_operators(
     data = event.pop("data")
     event["data_base64"] = base64.b64encode(orjson.dumps(data)).decode()
     async with running_bridge(bridge_settings) as bridge:
-        ops = operations_for(bridge)
+        ops = bridge.use_cases
         async with EventPublisher(
             bridge_settings.amqp_url, exchange=bridge_settings.events_exchange
         ) as publisher:
             await publisher.publish([sdk_message(event, "plain")])  # type: ignore[arg-type]
         [row] = await eventually(lambda: parked_rows(bridge), bool, what="parked")
-        [parked] = await ops.recovery_store.parked_messages()
-    from bridge.services.recovery import masked_body
+        [parked] = await ops.recovery.parked_messages(None)
 
     shown = masked_body(parked.body)
     assert G not in shown and G[1:] not in shown and "G***76" in shown

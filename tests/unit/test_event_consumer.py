@@ -11,32 +11,37 @@ import orjson
 import pytest
 
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
-from bridge.adapters.postgres.ledger import RecordedEvent
 from bridge.metrics import Metrics
 from consumers import events as consumer_module
 from consumers.events import RECORD_ATTEMPTS, EventConsumer
 from consumers.park import PARK_CODE, PARK_REASON
 from simulator.publisher import FORMS, MALFORMED_KINDS, NASTY_KINDS, malformed_message, sdk_message
-from tests.fakes.messages import FakeExchange, FakeGate, FakeMessage, Scripted
+from tests.fakes.ledger import MemoryLedger
+from tests.fakes.messages import FakeExchange, FakeGate, FakeMessage
 from tests.support.wire_events import G, graduated
-
-RECORDED = RecordedEvent(child_id=1, duplicate=False)
 
 
 def make(
-    record: Scripted | None = None, parking: FakeExchange | None = None, hold_s: float = 5.0
-) -> tuple[EventConsumer, Scripted, FakeExchange, FakeGate, list[int]]:
-    ledger = record or Scripted(RECORDED)
+    ledger: MemoryLedger | None = None, parking: FakeExchange | None = None, hold_s: float = 5.0
+) -> tuple[EventConsumer, MemoryLedger, FakeExchange, FakeGate, list[int]]:
+    """A consumer over the in-memory ledger (told how to fail by the test)."""
+    ledger = ledger or MemoryLedger()
     exchange = parking or FakeExchange()
     gate = FakeGate()
     woken: list[int] = []
-    holder: Any = type("Ledger", (), {"record_event": ledger})()
     consumer = EventConsumer(
-        holder, exchange, Metrics(), lambda: woken.append(1), DATABASE_UNAVAILABLE,
-        gate=gate,  # type: ignore[arg-type]
-        hold_s=hold_s,
+        ledger, exchange, Metrics(), lambda: woken.append(1), DATABASE_UNAVAILABLE,
+        gate=gate, hold_s=hold_s,
     )  # fmt: skip
     return consumer, ledger, exchange, gate, woken
+
+
+def failing(*refusals: BaseException, always: BaseException | None = None) -> MemoryLedger:
+    """A ledger whose next recordings raise *refusals*, and every one *always*."""
+    ledger = MemoryLedger()
+    ledger.refusals.extend(refusals)
+    ledger.refuse_all = always
+    return ledger
 
 
 def event_message(**kw: Any) -> FakeMessage:
@@ -49,7 +54,8 @@ async def test_an_event_is_recorded_then_acked_once() -> None:
     message = event_message()
     await consumer(message)
     assert message.decisions == ["ack"]
-    assert len(ledger.calls) == 1 and exchange.published == [] and woken == [1]
+    assert list(ledger.inbox) == [message.message_id]
+    assert exchange.published == [] and woken == [1]
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -61,8 +67,8 @@ async def test_every_form_of_an_event_is_recorded_and_acked(form: str) -> None:
     await consumer(message)
     assert message.decisions == ["ack"]
     assert exchange.published == []
-    event, stored = ledger.calls[0]
-    assert event.subject == G and orjson.loads(stored)["id"] == sent.message_id
+    [(event_id, stored)] = ledger.raw.items()
+    assert ledger.child_of(G) and orjson.loads(stored)["id"] == event_id == sent.message_id
 
 
 @pytest.mark.parametrize("kind", MALFORMED_KINDS + NASTY_KINDS)
@@ -73,7 +79,7 @@ async def test_what_is_no_event_is_parked_with_its_reason_then_acked_once(kind: 
                           content_type=sent.content_type, message_id=sent.message_id)  # fmt: skip
     await consumer(message)
     assert message.decisions == ["ack"]
-    assert ledger.calls == []
+    assert ledger.record_attempts == 0
     [(copy, _)] = exchange.published
     assert copy.body == sent.body and copy.headers[PARK_CODE] and copy.headers[PARK_REASON]
 
@@ -109,13 +115,13 @@ async def test_an_unexpected_error_while_decoding_parks_the_message(
     [(copy, _)] = exchange.published
     assert copy.headers[PARK_CODE] == "undecodable"
     assert type(error).__name__ in copy.headers[PARK_REASON]
-    assert ledger.calls == []
+    assert ledger.record_attempts == 0
 
 
 async def test_while_the_database_is_away_the_delivery_waits_and_is_recorded_once_it_answers() -> (
     None
 ):
-    consumer, ledger, _, gate, _ = make(record=Scripted(ConnectionRefusedError(), RECORDED))
+    consumer, ledger, _, gate, _ = make(failing(ConnectionRefusedError()))
     message = event_message()
     task = asyncio.create_task(consumer(message))
     await asyncio.sleep(0.05)
@@ -124,11 +130,11 @@ async def test_while_the_database_is_away_the_delivery_waits_and_is_recorded_onc
     gate.reopen()
     await task
     assert message.decisions == ["ack"]
-    assert len(ledger.calls) == 2
+    assert ledger.record_attempts == 2 and list(ledger.inbox) == [message.message_id]
 
 
 async def test_a_database_away_longer_than_the_hold_hands_the_delivery_back_once() -> None:
-    consumer, _, _, _, _ = make(record=Scripted(OSError()), hold_s=0.1)
+    consumer, _, _, _, _ = make(failing(always=OSError()), hold_s=0.1)
     message = event_message()
     await consumer(message)
     assert message.decisions == ["nack"]
@@ -138,7 +144,7 @@ async def test_a_database_away_longer_than_the_hold_hands_the_delivery_back_once
     "error", [asyncpg.exceptions.DiskFullError(), asyncpg.exceptions.TooManyConnectionsError()]
 )
 async def test_a_database_out_of_resources_is_waited_out_like_one_away(error: Exception) -> None:
-    consumer, _, _, gate, _ = make(record=Scripted(error, RECORDED))
+    consumer, _, _, gate, _ = make(failing(error))
     message = event_message()
     task = asyncio.create_task(consumer(message))
     await asyncio.sleep(0.05)
@@ -151,7 +157,7 @@ async def test_a_database_out_of_resources_is_waited_out_like_one_away(error: Ex
 @pytest.mark.parametrize("delivery", range(1, RECORD_ATTEMPTS + 2))
 async def test_a_recording_that_fails_otherwise_is_retried_then_parked(delivery: int) -> None:
     error = asyncpg.exceptions.DataError("a value the database refuses: G110108202001097076")
-    consumer, _, exchange, gate, _ = make(record=Scripted(error))
+    consumer, _, exchange, gate, _ = make(failing(always=error))
     message = event_message(headers={"x-delivery-count": delivery - 1})
     await consumer(message)
     assert gate.reports == 0
@@ -167,7 +173,7 @@ async def test_a_recording_that_fails_otherwise_is_retried_then_parked(delivery:
 
 
 async def test_a_redelivery_without_a_delivery_count_is_parked_when_it_fails_again() -> None:
-    consumer, _, exchange, _, _ = make(record=Scripted(ValueError()))
+    consumer, _, exchange, _, _ = make(failing(always=ValueError()))
     message = event_message(redelivered=True)
     await consumer(message)
     assert message.decisions == ["ack"]
@@ -192,7 +198,7 @@ async def test_a_failure_after_the_decision_makes_no_second_one() -> None:
 async def test_logs_carry_no_personal_data(caplog: pytest.LogCaptureFixture) -> None:
     event = graduated(G, 1)
     error = asyncpg.exceptions.DataError(f"invalid input {G} {event['data']['child']['name']}")
-    consumer, _, _, _, _ = make(record=Scripted(error))
+    consumer, _, _, _, _ = make(failing(always=error))
     message = FakeMessage(orjson.dumps(event), message_id=G, headers={"x-delivery-count": 5})
     with caplog.at_level("DEBUG"):
         await consumer(message)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from bridge.failures import described, log_failure
-from bridge.operations import reconcile_on_schedule
-from bridge.settings import Settings
+from bridge.services.purge_schedule import purge_on_schedule
+from bridge.services.reconcile_schedule import reconcile_on_schedule
 
 NUMBER = "G110105201903070012"
 
@@ -48,13 +48,25 @@ async def test_the_reconciliation_schedule_logs_a_failure_without_its_message(
     async def run_if_due(year: int, interval_s: float) -> Any:
         broken()
 
-    ops: Any = types.SimpleNamespace(
-        settings=Settings(reconcile_interval_s=0.01, reconcile_entry_years="2026"),
-        reconciler=types.SimpleNamespace(run_if_due=run_if_due),
-    )
-    task = asyncio.create_task(reconcile_on_schedule(ops))
+    reconciler: Any = types.SimpleNamespace(run_if_due=run_if_due)
+    task = asyncio.create_task(reconcile_on_schedule(reconciler, [2026], 0.01))
     await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert "scheduled reconciliation of 2026 failed: ValueError" in caplog.text
+    assert NUMBER not in caplog.text
+
+
+async def test_the_purge_schedule_logs_a_failure_without_its_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def purge_if_due(interval_s: float) -> Any:
+        broken()
+
+    retention: Any = types.SimpleNamespace(purge_if_due=purge_if_due)
+    task = asyncio.create_task(purge_on_schedule(retention, 0.01))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert "scheduled retention purge failed: ValueError" in caplog.text
     assert NUMBER not in caplog.text

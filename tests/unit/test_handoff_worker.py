@@ -1,55 +1,57 @@
-"""The worker: a drive that fails gets one decision, and none is retried without a bound."""
+"""The worker: a drive that fails gets one decision, and none is retried without a bound.
+
+The ledger is the in-memory one (tests/fakes), its clock standing still: a child leased
+again before its lease or its retry ran out was given back by the worker.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import types
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from bridge.adapters.postgres.ledger import DriveFailure
+from bridge.domain.handoff import SetAsideReason
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.metrics import Metrics
 from bridge.services.handoff_worker import HandoffWorker
+from tests.fakes.ledger import MemoryLedger, Row
 from tests.fakes.messages import Scripted
+from tests.support import wire_events as wire
 from tests.support.waiting import eventually
 
-
-class Ledger:
-    """The ledger as the worker uses it: hands out *leased* once, records what is asked."""
-
-    def __init__(self, leased: list[tuple[Any, str]], *, note: Any = None) -> None:
-        self._leased = list(leased)
-        self.claims = 0
-        self.released: list[list[tuple[int, str]]] = []
-        self.note = Scripted(note)
-
-    async def release_instance_leases(self, owner: str) -> int:
-        return 0
-
-    async def claim_due_loaded(self, owner: str, limit: int) -> list[tuple[Any, str]]:
-        self.claims += 1
-        out, self._leased = self._leased, []
-        return out
-
-    async def release_leases(self, leases: list[tuple[int, str]]) -> int:
-        self.released.append(sorted(leases))
-        return len(leases)
-
-    async def note_drive_failure(self, *args: Any, **kwargs: Any) -> Any:
-        return await self.note(*args, **kwargs)
+DATABASE_AWAY = (ConnectionError, OSError)
+LATER = RetryPolicy(60.0, 60.0)  # a retry the standing clock never reaches
+AT_ONCE = RetryPolicy(0.0, 0.0)
 
 
-def child(child_id: int) -> Any:
-    return types.SimpleNamespace(child_id=child_id)
+async def ledger_with(*numbers: str) -> MemoryLedger:
+    """A ledger with one child due per number."""
+    ledger = MemoryLedger()
+    for number in numbers:
+        await ledger.record_event(*wire.ev(wire.graduated(number, 1)))
+    return ledger
 
 
-async def run_worker(ledger: Ledger, drive: Scripted, metrics: Metrics, until: Any) -> None:
+def driven(drive: Scripted) -> list[int]:
+    """The child ids *drive* was called with, in order."""
+    return [call[0] for call in drive.calls]
+
+
+async def run_worker(
+    ledger: MemoryLedger,
+    drive: Scripted,
+    metrics: Metrics,
+    until: Callable[[], Awaitable[bool]],
+    *,
+    retry: RetryPolicy = LATER,
+) -> None:
     driver: Any = types.SimpleNamespace(drive=drive)
     worker = HandoffWorker(
-        ledger, driver, owner="i", concurrency=4, poll_interval_s=0.01,  # type: ignore[arg-type]
-        metrics=metrics, retry=RetryPolicy(0.01, 0.1), failure_limit=3,
+        ledger, driver, owner="i", concurrency=4, poll_interval_s=0.01, metrics=metrics,
+        retry=retry, failure_limit=3, database_errors=DATABASE_AWAY,
     )  # fmt: skip
     task = asyncio.create_task(worker.run())
     try:
@@ -59,78 +61,106 @@ async def run_worker(ledger: Ledger, drive: Scripted, metrics: Metrics, until: A
         await asyncio.gather(task, return_exceptions=True)
 
 
+def only_row(ledger: MemoryLedger) -> Row:
+    [row] = ledger.rows.values()
+    return row
+
+
 async def test_an_unexpected_failure_is_noted_once_for_a_durable_retry() -> None:
-    ledger = Ledger([(child(7), "i/1")], note=DriveFailure(1, False, None))
+    ledger = await ledger_with(wire.G)
+    row = only_row(ledger)
+    drive = Scripted(TypeError(wire.G))
     metrics = Metrics()
 
     async def noted() -> bool:
-        return bool(ledger.note.calls)
+        return row.drive_failures == 1
 
-    await run_worker(ledger, Scripted(TypeError("G110108202001097076")), metrics, noted)
-    await asyncio.sleep(0.05)
-    [call] = ledger.note.calls
-    assert call[:3] == (7, "i/1", "TypeError")
-    assert ("limit", 3) in call
+    await run_worker(ledger, drive, metrics, noted)
+    await asyncio.sleep(0.05)  # the worker polled meanwhile: nothing due before the retry
+    assert driven(drive) == [row.child_id]
+    assert row.last_error == "internal_error:TypeError" and row.lease is None
+    assert row.due_at is not None and row.due_at > ledger.clock.now()
+    assert row.handoff.set_aside is None
     assert metrics.drive_failures.labels("retry")._value.get() == 1
-    assert ledger.released == []
 
 
 async def test_the_limitth_failure_sets_the_child_aside_as_internal_error() -> None:
-    ledger = Ledger([(child(7), "i/1")], note=DriveFailure(3, True, None))
+    ledger = await ledger_with(wire.G)
+    row = only_row(ledger)
+    drive = Scripted(KeyError("x"))
     metrics = Metrics()
 
-    async def noted() -> bool:
-        return bool(ledger.note.calls)
+    async def set_aside() -> bool:
+        return row.handoff.set_aside is not None
 
-    await run_worker(ledger, Scripted(KeyError("x")), metrics, noted)
+    await run_worker(ledger, drive, metrics, set_aside, retry=AT_ONCE)
+    await asyncio.sleep(0.05)
+    assert driven(drive) == [row.child_id] * 3  # and no fourth: set aside means done
+    assert row.handoff.set_aside is not None
+    assert row.handoff.set_aside.reason is SetAsideReason.INTERNAL_ERROR
+    assert row.handoff.set_aside.detail == {"error": "KeyError"}
+    assert row.due_at is None and row.lease is None
     assert metrics.set_aside.labels("internal_error")._value.get() == 1
     assert metrics.drive_failures.labels("set_aside")._value.get() == 1
+    assert metrics.drive_failures.labels("retry")._value.get() == 2
 
 
 async def test_drives_the_database_cut_off_are_given_back_as_soon_as_it_answers() -> None:
-    ledger = Ledger([(child(7), "i/1"), (child(8), "i/2")])
+    ledger = await ledger_with(wire.G, wire.L)
+    drive = Scripted(ConnectionResetError())
     metrics = Metrics()
 
-    async def given_back() -> bool:
-        return sum(len(batch) for batch in ledger.released) == 2
+    async def driven_again() -> bool:
+        return len(drive.calls) >= 4
 
-    await run_worker(ledger, Scripted(ConnectionResetError()), metrics, given_back)
-    assert sorted(pair for batch in ledger.released for pair in batch) == [(7, "i/1"), (8, "i/2")]
-    assert ledger.note.calls == []  # the database away is no failure of the child
+    await run_worker(ledger, drive, metrics, driven_again)
+    # Leased again before their leases ran out (the clock stands still): given back.
+    first, second = driven(drive)[:2], driven(drive)[2:4]
+    assert sorted(first) == sorted(second) == sorted(ledger.rows)
+    # The database away is no failure of the child.
+    assert all(r.drive_failures == 0 and r.last_error is None for r in ledger.rows.values())
+    assert metrics.drive_failures.labels("retry")._value.get() == 0
 
 
 async def test_leases_are_given_back_once_even_if_the_first_attempt_meets_the_database_away() -> (
     None
 ):
-    ledger = Ledger([(child(9), "i/9")])
-    metrics = Metrics()
-    calls = 0
+    ledger = await ledger_with(wire.G)
+    row = only_row(ledger)
     real_release = ledger.release_leases
+    releases: list[list[tuple[int, str]]] = []
 
-    async def release(leases: list[tuple[int, str]]) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
+    async def release(leases: Any) -> int:
+        releases.append(sorted(leases))
+        if len(releases) == 1:
             raise OSError()
         return await real_release(leases)
 
     ledger.release_leases = release  # type: ignore[method-assign]
+    drive = Scripted(OSError(), None)
 
-    async def given_back() -> bool:
-        return bool(ledger.released)
+    async def driven_again() -> bool:
+        return len(drive.calls) == 2
 
-    await run_worker(ledger, Scripted(OSError()), metrics, given_back)
-    assert ledger.released == [[(9, "i/9")]]
+    await run_worker(ledger, drive, Metrics(), driven_again)
+    [(child_id, _)] = releases[0]
+    assert child_id == row.child_id
+    assert releases[0] == releases[1]  # the same lease, offered again
+    assert len(releases) == 2 and driven(drive) == [row.child_id] * 2
 
 
 async def test_a_failure_while_noting_a_failure_lets_the_lease_lapse(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    ledger = Ledger([(child(7), "i/1")], note=RuntimeError("G110108202001097076"))
+    ledger = await ledger_with(wire.G)
+    row = only_row(ledger)
+    noting = Scripted(RuntimeError(wire.G))
+    ledger.note_drive_failure = noting  # type: ignore[method-assign]
 
     async def noted() -> bool:
-        return bool(ledger.note.calls)
+        return bool(noting.calls)
 
     await run_worker(ledger, Scripted(ValueError("王小明")), Metrics(), noted)
-    assert "G110108202001097076" not in caplog.text and "王小明" not in caplog.text
+    assert row.lease is not None  # still ours: it lapses, and the child is leased again
+    assert wire.G not in caplog.text and "王小明" not in caplog.text
     assert "ValueError" in caplog.text

@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import asyncpg
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE, Connection
 from bridge.adapters.postgres.derived import UPDATE_DERIVED, Derived
@@ -21,16 +19,20 @@ from bridge.adapters.postgres.ledger_batch import (
     PARSED,
     NewChild,
     Progress,
-    VerifiedFile,
     known,
     record_new_children,
     save_unchanged,
 )
+from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Arrival, Handoff, Phase, SetAsideReason
+from bridge.domain.handoff import Handoff, Phase, SetAsideReason
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.errors import LeaseLost
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.files import VerifiedFile
+from bridge.services.ports.ledger import Change, ChildState, DriveFailure, RecordedEvent
 
 
 class _NumberTakenMeanwhile(Exception):
@@ -116,34 +118,6 @@ UPDATE children SET
         ELSE handoff END
 WHERE child_id = $1 AND lease_owner = $2
 """
-
-
-@dataclass(frozen=True, slots=True)
-class DriveFailure:
-    """What noting an unexpected failure of a drive did."""
-
-    failures: int  # at the child's current childseq, this one included
-    set_aside: bool
-    retry_at: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """What recording an event did."""
-
-    child_id: int
-    duplicate: bool
-    phase: Phase | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildState:
-    """One child as the ledger holds it: its record and its hand-over."""
-
-    child_id: int
-    record: ChildRecord
-    handoff: Handoff
-    attempts: int
 
 
 class Ledger:
@@ -307,11 +281,6 @@ class Ledger:
         )  # fmt: skip
         return merged
 
-    @staticmethod
-    async def _fold(conn: Connection, child_id: int) -> ChildRecord:
-        bodies = await conn.fetch("SELECT body FROM child_events WHERE child_id = $1", child_id)
-        return fold(PARSED.parse(r["body"]) for r in bodies)
-
     # --- hand-over work -----------------------------------------------------------------
     async def claim_due_loaded(self, owner: str, limit: int) -> list[tuple[ChildState, str]]:
         """Lease up to *limit* children with work due, loading each: one round trip."""
@@ -408,10 +377,12 @@ class Ledger:
                 state.child_id,
             )
             if file is not None:  # verified bytes are worth keeping whoever holds the child
+                s = file.sealed
                 await conn.execute(
-                    "INSERT INTO record_files (sha256, size, media_type, content)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
-                    file.sha256, len(file.content), file.media_type, file.content,
+                    f"INSERT INTO record_files ({SEALED_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)" + REPLACE_UNSOUND,
+                    file.sha256, file.size, file.media_type, s.ciphertext, s.key_id,
+                    s.wrapped_key, s.nonce_prefix,
                 )  # fmt: skip
             if row is None or row["lease_owner"] != lease:
                 raise LeaseLost("another instance holds this child now")
@@ -425,7 +396,7 @@ class Ledger:
             # a lower seq leaves the highest seq as it was, but may change the record.
             refolded = row["events_folded"] != record.events_folded
             if refolded:
-                record = await self._fold(conn, state.child_id)
+                record = await _fold(conn, state.child_id)
             derived = Derived.of(record, handoff)
             attempts = state.attempts + 1 if retry_at else 0
             done = retry_at is None and not derived.has_work
@@ -502,30 +473,12 @@ class Ledger:
 
     # --- school reports -----------------------------------------------------------------
     async def request_arrival(self, child_id: int, arrival: Arrival) -> ChildState | None:
-        """Put a school's arrival report on the hand-over and make B6 due now.
-
-        Under the row lock, in one transaction: the worker then performs B6 with the same
-        durable retries as every registry call, and a worker saving meanwhile keeps it.
-        """
+        """Put a school's arrival report on the hand-over and make B6 due now (one
+        transaction; see request_arrival)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT handoff, attempts FROM children WHERE child_id = $1 FOR UPDATE", child_id
-            )
-            if row is None:
-                return None
-            record = await self._fold(conn, child_id)
-            handoff = load_handoff(orjson.loads(row["handoff"])).arrival_requested(arrival)
-            derived = Derived.of(record, handoff)
-            await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
-            if derived.has_work:
-                await conn.execute(
-                    "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
-                )
-        return ChildState(child_id, record, handoff, row["attempts"])
+            return await request_arrival(conn, child_id, arrival)
 
-    async def amend(
-        self, child_id: int, change: Callable[[ChildRecord, Handoff], Handoff | None]
-    ) -> Phase | None:
+    async def amend(self, child_id: int, change: Change) -> Phase | None:
         """Apply an operator's or a repair's *change* under the row lock and make it due now.
 
         Returns the new phase; None if the child is gone, leased by a worker right now (its
@@ -539,7 +492,7 @@ class Ledger:
             )
             if row is None or row["leased"]:
                 return None
-            record = await self._fold(conn, child_id)
+            record = await _fold(conn, child_id)
             handoff = change(record, load_handoff(orjson.loads(row["handoff"])))
             if handoff is None:
                 return None
@@ -610,6 +563,34 @@ class Ledger:
         """Distinct events in the inbox."""
         value: int = await self._pool.fetchval("SELECT count(*) FROM inbox")
         return value
+
+
+async def _fold(conn: Connection, child_id: int) -> ChildRecord:
+    bodies = await conn.fetch("SELECT body FROM child_events WHERE child_id = $1", child_id)
+    return fold(PARSED.parse(r["body"]) for r in bodies)
+
+
+async def request_arrival(conn: Connection, child_id: int, arrival: Arrival) -> ChildState | None:
+    """Put a school's arrival report on the hand-over and make B6 due now, on *conn* (in
+    its transaction); None if the child is gone.
+
+    Under the row lock: the worker then performs B6 with the same durable retries as
+    every registry call, and a worker saving meanwhile keeps it.
+    """
+    row = await conn.fetchrow(
+        "SELECT handoff, attempts FROM children WHERE child_id = $1 FOR UPDATE", child_id
+    )
+    if row is None:
+        return None
+    record = await _fold(conn, child_id)
+    handoff = load_handoff(orjson.loads(row["handoff"])).arrival_requested(arrival)
+    derived = Derived.of(record, handoff)
+    await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
+    if derived.has_work:
+        await conn.execute(
+            "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
+        )
+    return ChildState(child_id, record, handoff, row["attempts"])
 
 
 def _after(delay_s: float) -> dt.datetime:
