@@ -309,7 +309,7 @@ async def test_data_that_reaches_an_erased_child_later_goes_at_the_next_purge(
 ) -> None:
     """A correction arriving after the erasure is recorded (and not sent: there is nothing
     to correct any more), and the next purge erases what it brought; resolved parked
-    messages keep a digest of their bodies only."""
+    messages keep a digest of their bodies and the reasons they were parked only."""
     n = number(env, 5)
     await enrol(env, n)
     await purge_now(env)
@@ -319,10 +319,18 @@ async def test_data_that_reaches_an_erased_child_later_goes_at_the_next_purge(
     late = key_info(n, last + 1, name="迟到的名字")
     raw = orjson.dumps(late)
     await env.bridge.ledger.record_event(parse_event(raw), raw)
+    # A binary-mode event keeps its attributes, extensions included, in the headers.
+    headers = {
+        "cloudEvents_id": "e-1", "cloudEvents_guardian": "110105198001010011",
+        "x-first-death-reason": "delivery_limit", "x-death": [{"count": 20}],
+        "x-park-code": "invalid_data",
+    }  # fmt: skip
     await env.bridge.pool.execute(
-        "INSERT INTO parked_messages (reason_code, reason, body, resolved_at)"
-        " VALUES ('invalid_data', 'data.child.name: missing', $1, now() - interval '1 day')",
+        "INSERT INTO parked_messages (reason_code, reason, body, headers, resolved_at)"
+        " VALUES ('invalid_data', 'data.child.name: missing', $1, $2::jsonb,"
+        " now() - interval '1 day')",
         b'{"data": {"child": {"id_number": "110105201903070012"}}}',
+        orjson.dumps(headers).decode(),
     )
     again = await purge_now(env)
     assert [c.again for c in again.children if c.student_number == n] == [True]
@@ -335,10 +343,14 @@ async def test_data_that_reaches_an_erased_child_later_goes_at_the_next_purge(
     assert all(r["body"].startswith(b"\x00xueji-minimised-v1") for r in stored)
     assert all("迟到的名字".encode() not in r["body"] for r in stored)
     parked = await env.bridge.pool.fetchrow(
-        "SELECT body, erased_at FROM parked_messages WHERE reason_code = 'invalid_data'"
+        "SELECT body, headers, erased_at FROM parked_messages WHERE reason_code = 'invalid_data'"
     )
     assert parked is not None and parked["erased_at"] is not None
     assert b"110105201903070012" not in parked["body"] and b"sha256" in parked["body"]
+    # The publisher's headers went with the body; why it was parked stays.
+    assert orjson.loads(parked["headers"]) == {
+        k: v for k, v in headers.items() if not k.startswith("cloudEvents_")
+    }
     phase = await env.bridge.pool.fetchval(
         "SELECT phase FROM children WHERE student_number = $1", n
     )

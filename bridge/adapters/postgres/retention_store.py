@@ -91,11 +91,19 @@ UPDATE record_files f SET ciphertext = NULL, key_id = NULL, wrapped_key = NULL,
  WHERE f.sha256 = u.sha256 AND f.erased_at IS NULL
 RETURNING f.sha256, f.size
 """
-_ERASE_PARKED = """
+# The publisher's headers go with the body (a binary-mode event carries its attributes
+# there, and a message that is no event may carry anything); what the broker and the bridge
+# wrote, why it was parked, stays.
+_KEPT_HEADERS = "^x-(death|(first|last)-death-.*|delivery-count|park-.*|original-routing-key)$"
+_ERASE_PARKED = f"""
 UPDATE parked_messages p SET erased_at = now(),
        body = convert_to(json_build_object(
            'erased_at', now(), 'sha256', encode(sha256(p.body), 'hex'),
-           'bytes', octet_length(p.body))::text, 'UTF8')
+           'bytes', octet_length(p.body))::text, 'UTF8'),
+       headers = coalesce((
+           SELECT jsonb_object_agg(h.key, h.value) FROM jsonb_each(p.headers) h
+           WHERE h.key ~ '{_KEPT_HEADERS}'
+       ), '{{}}'::jsonb)
  WHERE p.id IN (SELECT id FROM parked_messages WHERE resolved_at < $1 AND erased_at IS NULL
                  ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
 RETURNING p.id
