@@ -328,9 +328,28 @@ def files_stored(stats: Mapping[str, Any]) -> int:
     return int(stats["requests"].get(endpoint, {}).get("204", 0))
 
 
+_FILE_KEYS: list[str] = []
+
+
+def bench_file_keys() -> str:
+    """BRIDGE_FILE_KEYS of this run's bridges (record files are sealed at rest); made once
+    per run, so a seeded ledger and the bridge reading it share it."""
+    if not _FILE_KEYS:
+        from bridge.adapters.file_crypto import new_key_line
+
+        _FILE_KEYS.append(new_key_line("bench"))
+    return _FILE_KEYS[0]
+
+
 def bridge_env(settings: Mapping[str, Any]) -> dict[str, str]:
-    """The environment of a bridge process from BRIDGE_* settings given in lower case."""
-    return python_env({f"BRIDGE_{k.upper()}": str(v) for k, v in settings.items()})
+    """The environment of a bridge process from BRIDGE_* settings given in lower case
+    (with this run's file key unless one is given)."""
+    given = (
+        {"file_keys": bench_file_keys()}
+        if not {"file_keys", "file_keys_file"} & set(settings)
+        else {}
+    )
+    return python_env({f"BRIDGE_{k.upper()}": str(v) for k, v in {**given, **settings}.items()})
 
 
 # --- figures --------------------------------------------------------------------------

@@ -102,6 +102,7 @@ from bench.common import (
     TAG,
     Child,
     CpuMeter,
+    bench_file_keys,
     bridge_env,
     create_database,
     databases,
@@ -115,6 +116,7 @@ from bench.common import (
     wait_http_ok,
 )
 from bench.pull_baseline import Listed, write_index
+from bridge.adapters.file_crypto import FileKeys, seal
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.bootstrap import open_pool
 from bridge.domain.access import Role
@@ -136,6 +138,7 @@ async def seed(
     """Children, numbers and files straight into the ledger; returns school → token, and
     the same children and files as the baseline serves them."""
     pool = await open_pool(Settings(database_url=database_url))
+    keys = FileKeys.parse(bench_file_keys(), setting="bench")
     try:
         files, rows, numbers = [], [], []
         listed: list[Listed] = []
@@ -146,7 +149,10 @@ async def seed(
             content = json.dumps({"student_number": number, "pad": os.urandom(file_kb * 380).hex()})
             body = content.encode()[: file_kb * 1024]
             sha = hashlib.sha256(body).hexdigest()
-            files.append((sha, len(body), "application/json", body))
+            # Sealed as the bridge stores them, under the key its process is given.
+            s = seal(keys, sha, body)
+            files.append((sha, len(body), "application/json", s.ciphertext, s.key_id,
+                          s.wrapped_key, s.nonce_prefix))  # fmt: skip
             school = _school(i % schools)
             key = {"name": f"child {i}", "gender": "MF"[i % 2], "birth_date": "2020-03-01"}
             handoff = {
@@ -174,8 +180,10 @@ async def seed(
             listed.append(Listed(school, item.model_dump(mode="json"), "application/json", body))
         async with pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table(
-                "record_files", records=files, columns=["sha256", "size", "media_type", "content"]
-            )
+                "record_files", records=files,
+                columns=["sha256", "size", "media_type", "ciphertext", "key_id", "wrapped_key",
+                         "nonce_prefix"],
+            )  # fmt: skip
             await conn.executemany(
                 "INSERT INTO children (student_number, status, phase, entry_year, county_code,"
                 " school_code, handoff) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",

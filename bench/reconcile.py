@@ -484,41 +484,21 @@ async def run_baseline(size: int, port: int, server_pid: int, url: str) -> dict[
 
 # --- the bridge -----------------------------------------------------------------------------
 async def run_bridge(size: int, port: int, server_pid: int, url: str) -> dict[str, Any]:
-    import aiohttp
-
-    from bridge.adapters.preschool_registry import PreschoolRegistry
-    from bridge.adapters.primary_registry import PrimaryRegistry
-    from bridge.bootstrap import _transport, open_pool
-    from bridge.metrics import Metrics
-    from bridge.operations import build_operations
+    from bridge.bootstrap import operator_tools
     from bridge.settings import Settings
 
     settings = Settings(
         database_url=url, registry_url=f"http://127.0.0.1:{port}/registry",
-        preschool_url=f"http://127.0.0.1:{port}/preschool", reconcile_max_repairs=0,
-        reconcile_page_size=PAGE,
+        preschool_url=f"http://127.0.0.1:{port}/preschool", registry_token=TOKEN,
+        preschool_token=TOKEN, reconcile_max_repairs=0, reconcile_page_size=PAGE,
     )  # fmt: skip
-    pool = await open_pool(settings)
-    try:
-        async with aiohttp.ClientSession() as http:
-            metrics = Metrics()
-            pre = PreschoolRegistry(
-                _transport(http, settings.preschool_url, TOKEN, settings, metrics)
-            )
-            reg = PrimaryRegistry(_transport(http, settings.registry_url, TOKEN, settings, metrics))
-
-            async def publish(*_: Any) -> None:
-                return None
-
-            ops = build_operations(settings, pool, pre, reg, publish, lambda: None)
-            window = Window(pool, server_pid)
-            await window.start()
-            run = await ops.reconciler.run(
-                ENTRY_YEAR, trigger="bench", today=dt.date(ENTRY_YEAR, 11, 23)
-            )
-            return await window.stop(size, sides=run.sides, counts=run.counts)
-    finally:
-        await pool.close()
+    async with operator_tools(settings) as tools:
+        window = Window(tools.stores.pool, server_pid)
+        await window.start()
+        run = await tools.use_cases.reconciler.run(
+            ENTRY_YEAR, trigger="bench", today=dt.date(ENTRY_YEAR, 11, 23)
+        )
+        return await window.stop(size, sides=run.sides, counts=run.counts)
 
 
 RUNNERS = {"baseline": run_baseline, "bridge": run_bridge}

@@ -3,9 +3,18 @@
 - ``InputRefused``: the input breaks a contract; refuse it (HTTP 4xx, park the message).
 - ``RetryLater``: a passing failure; try again (tenacity in-call, then a durable delay).
 - ``NeedsOperator``: the rules forbid going on alone; set the case aside for a person.
+- ``Conflict``: not in the state things are in (a run under way, another school's child).
+- ``AccessDenied``: the caller may not (HTTP 401/403).
+- ``StartRefused``: the deployment is not fit to start (the command exits 2, saying why).
+- ``RecordFileGone`` / ``RecordFileDamaged``: a record file the bridge no longer has, or
+  whose stored copy failed its integrity check (HTTP 410 / 500; never a byte of it sent).
+
+The HTTP status of each family is decided in one place, bridge/api/problems.py.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 
 class BridgeError(Exception):
@@ -27,6 +36,16 @@ class InvalidStudentNumber(InputRefused, ValueError):
     code = "invalid_student_number"
 
 
+class NotFound(InputRefused):
+    """Nothing the caller may see goes by that name: unknown, malformed and out of scope
+    are answered alike, so that numbers cannot be probed."""
+
+    code = "not_found"
+
+    def __init__(self, message: str = "no such hand-over or school for this token") -> None:
+        super().__init__(message)
+
+
 class InvalidEvent(InputRefused):
     """A message is not an event of events.md."""
 
@@ -36,6 +55,19 @@ class InvalidEvent(InputRefused):
         super().__init__(message)
         if code:
             self.code = code
+
+
+# --- not now ----------------------------------------------------------------------------
+class Conflict(BridgeError):
+    """The request cannot be done in the state things are in (HTTP 409)."""
+
+    code = "conflict"
+
+
+class ArrivalRefused(Conflict):
+    """The registry says another school admitted the child than the one reporting."""
+
+    code = "school_mismatch"
 
 
 # --- retry later ------------------------------------------------------------------------
@@ -162,3 +194,41 @@ class Forbidden(AccessDenied):
 
     code = "forbidden"
     status = 403
+
+
+# --- record files at rest ---------------------------------------------------------------
+class StartRefused(BridgeError):
+    """The deployment is not fit to start; the message names the setting or command that
+    fixes it."""
+
+    code = "start_refused"
+
+
+class FileKeysInvalid(StartRefused):
+    """The record files' key-encryption keys are missing, malformed or not the ones the
+    database's files were wrapped with: the bridge refuses to start (never plaintext)."""
+
+    code = "file_keys_invalid"
+
+
+class RecordFilesInClear(StartRefused):
+    """Record files stored before encryption are still in the clear: `xueji migrate` first."""
+
+    code = "record_files_in_clear"
+
+
+class RecordFileDamaged(BridgeError):
+    """A stored record file failed authentication: changed, cut short or swapped at rest."""
+
+    code = "record_file_damaged"
+
+
+class RecordFileGone(BridgeError):
+    """The record file was erased after its retention period (when, and why)."""
+
+    code = "gone"
+
+    def __init__(self, message: str, *, erased_at: dt.datetime, reason: str | None) -> None:
+        super().__init__(message)
+        self.erased_at = erased_at
+        self.reason = reason

@@ -30,6 +30,20 @@ class Metrics:
             "xueji_parked_messages_total", "Messages parked as not-an-event, by reason code",
             ["reason"], registry=self.registry,
         )  # fmt: skip
+        self.parked_unrecorded = Counter(
+            "xueji_parked_unrecorded_total",
+            "Parked messages PostgreSQL refused, kept in the unrecorded queue instead",
+            registry=self.registry,
+        )  # fmt: skip
+        self.drive_failures = Counter(
+            "xueji_drive_failures_total",
+            "Drives that failed unexpectedly, by what became of the child (retry, set_aside)",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
+        self.consumers_paused = Gauge(
+            "xueji_consumers_paused", "1 while the consumers wait for the database to answer",
+            registry=self.registry,
+        )  # fmt: skip
         self.handoffs = Gauge(
             "xueji_handoffs", "Hand-overs by phase (read from the ledger at scrape time)",
             ["phase"], registry=self.registry,
@@ -41,4 +55,15 @@ class Metrics:
         self.deferrals_expired = Gauge(
             "xueji_deferrals_expired", "Deferred children whose deferral has run out",
             registry=self.registry,
+        )  # fmt: skip
+        self.file_integrity_failures = Counter(
+            "xueji_record_file_integrity_failures_total",
+            "Stored record files that failed authentication, by where it was found",
+            ["where"], registry=self.registry,
+        )  # fmt: skip
+        self.retention_erased = Counter(
+            "xueji_retention_erased_total",
+            "Erased after their retention period: children's personal data, record files,"
+            " parked message bodies",
+            ["what"], registry=self.registry,
         )  # fmt: skip

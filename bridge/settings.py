@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     delivery_limit: int = 20
     # Replicas of each quorum queue at its creation; RabbitMQ caps it at the cluster's size.
     quorum_initial_group_size: int = 3
+    # A delivery waits this long for the database before it is handed back (under the
+    # broker's consumer_timeout, 30 minutes by default).
+    database_hold_s: float = 900.0
+    # Unexpected failures of one child's drives (at one childseq) before it is set aside
+    # as internal_error; retried with the durable backoff until then.
+    drive_failure_limit: int = 8
     handoff_concurrency: int = 128
     poll_interval_s: float = 1.0
     lease_s: float = 60.0
@@ -61,3 +67,14 @@ class Settings(BaseSettings):
     not_arrived_working_days: int = 5
     term_start: str = "09-01"
     console_session_hours: float = 8.0
+
+    # Record files at rest (issue #19). Key-encryption keys as "id:base64key,..." (32-byte
+    # AES keys; the first, or file_key_active, wraps new files), or a file holding them.
+    # No default: without a key the bridge does not start.
+    file_keys: str | None = Field(default=None, repr=False)
+    file_keys_file: str | None = None
+    file_key_active: str | None = None
+    # Record files and the children's personal data are erased this long after the
+    # hand-over completed (the child enrolled) or the cancellation took effect.
+    file_retention_days: float = 90.0
+    file_purge_interval_s: float = 3600.0  # 0: only by `xueji files purge`

@@ -23,6 +23,8 @@ class TopologyNames:
     events_queue: str = "xueji.bridge.events"
     parked_exchange: str = "xueji.bridge.parked"
     parked_queue: str = "xueji.bridge.parked"
+    # Where the parked-message recorder keeps what PostgreSQL refuses (consumers/parked.py).
+    unrecorded_queue: str = "xueji.bridge.unrecorded"
     delivery_limit: int = 20
     # Replicas of each quorum queue when it is created (None: the broker's default).
     quorum_initial_group_size: int | None = None
@@ -48,6 +50,7 @@ async def declare(channel: AbstractChannel, names: TopologyNames) -> Topology:
     )
     parked_queue = await _declare_quorum_queue(channel, names.parked_queue, names, {})
     await parked_queue.bind(parked_exchange, routing_key="")
+    await _declare_quorum_queue(channel, names.unrecorded_queue, names, {})
     events_queue = await _declare_quorum_queue(
         channel,
         names.events_queue,

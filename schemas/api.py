@@ -1,11 +1,20 @@
-"""Wire models of the bridge's own HTTP API (for schools and operators); OpenAPI comes from them."""
+"""Wire models of the bridge's own HTTP API (for schools and operators); OpenAPI comes from them.
+
+Every query string and body is read into one of these models, or refused with the
+reason: the handlers never parse a parameter by hand.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from schemas.query import EntryYearParam, Instant, QueryInt
 
 PullStateName = Literal["not_pulled", "pulled", "arrived"]
 ArrivalStatusName = Literal["pending", "enrolled", "refused"]
@@ -21,6 +30,11 @@ class RecordFileOut(_Out):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     size: Annotated[int, Field(ge=0)]
     media_type: str
+    erased_at: dt.datetime | None = Field(
+        default=None,
+        description="Set once the bridge erased the file after the hand-over completed"
+        " (retention); the file endpoint then answers 410 gone.",
+    )
 
 
 class ArrivalOut(_Out):
@@ -125,6 +139,62 @@ class Problem(_Out):
     detail: str
     code: str
     message: str
+
+
+# --- queries ----------------------------------------------------------------------------
+class _Query(BaseModel):
+    # A parameter this endpoint does not know is refused: a typo must not widen the answer.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def encode_cursor(child_id: int) -> str:
+    """The cursor of the page after *child_id*: opaque to clients."""
+    return base64.urlsafe_b64encode(f"after:{child_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: object) -> object:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("cursor is not one this API gave") from None
+    match = re.fullmatch(r"after:([0-9]{1,18})", text)
+    if not match:
+        raise ValueError("cursor is not one this API gave")
+    return int(match.group(1))
+
+
+# A cursor as given (next_cursor of a page), read as the child id the next page follows.
+Cursor = Annotated[int, BeforeValidator(_decode_cursor), Field(ge=0)]
+
+
+class HandoffListQuery(_Query):
+    """`GET /v1/schools/{school_code}/handoffs`."""
+
+    entry_year: EntryYearParam | None = None
+    state: PullStateName | None = None
+    since: Instant | None = None
+    cursor: Cursor = 0
+    limit: Annotated[QueryInt, Field(ge=1, le=1000)] = 100
+
+
+class ArchiveQuery(_Query):
+    """`GET /v1/schools/{school_code}/record-files.zip`."""
+
+    entry_year: EntryYearParam | None = None
+
+
+class NoQuery(_Query):
+    """An endpoint that takes no query parameters."""
+
+
+class AuditQuery(_Query):
+    """`GET /v1/audit`: by child, by token, or both (a malformed one finds nothing)."""
+
+    student_number: Annotated[str, Field(max_length=100)] | None = None
+    token_id: Annotated[str, Field(max_length=100)] | None = None
+    limit: Annotated[QueryInt, Field(ge=1, le=1000)] = 100
 
 
 API_MODELS: tuple[type[BaseModel], ...] = (

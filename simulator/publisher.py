@@ -1,20 +1,27 @@
 """Publishing preschool events to RabbitMQ as events.md describes, with optional mischief.
 
-`plan_messages` decides what goes out (duplicates, shuffled and interleaved order,
-malformed messages) without any I/O; `EventPublisher` sends with publisher confirms;
-`publish_cohort` does both. `seed_cohort` prepares the preschool side over HTTP.
+`plan_messages` decides what goes out (duplicates, shuffled and interleaved order, the
+forms of the contract's Compatibility section, malformed messages) without any I/O;
+`EventPublisher` sends with publisher confirms; `publish_cohort` does both. `seed_cohort`
+prepares the preschool side over HTTP.
+
+The other forms are written as other provinces' publishers would: `sdk_message` builds the
+event with the official CloudEvents SDK (the `cloudevents` package, a development
+dependency imported only when used) and maps the SDK's AMQP or RabbitMQ binding onto an
+AMQP 0-9-1 message.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime as dt
 import io
 import random
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +42,32 @@ MALFORMED_KINDS = (
     "missing_field",
     "bad_date",
 )
+# Messages that break the contract in nastier ways (events.md, Compatibility: "still not
+# an event"); the fault suite mixes them in beside MALFORMED_KINDS.
+NASTY_KINDS = (
+    "control_character",
+    "deep_nesting",
+    "number_out_of_range",
+    "huge_number",
+    "duplicate_key",
+    "lone_surrogate",
+    "not_utf8",
+    "other_charset",
+    "data_and_data_base64",
+    "data_not_object",
+    "binary_missing_header",
+    "binary_header_not_utf8",
+    "binary_header_table",
+)
+# The forms of one event a publisher may send (events.md, Compatibility), besides "plain".
+FORMS = (
+    "sdk_structured",  # the SDK's AMQP binding, structured mode
+    "sdk_binary",  # the SDK's AMQP binding, binary mode: cloudEvents_ headers
+    "sdk_binary_colon",  # the same with the older cloudEvents: prefix
+    "sdk_rabbitmq",  # the SDK's RabbitMQ binding, binary mode: ce- headers, strings only
+    "data_base64",  # structured, data as base64
+    "loose",  # structured: media types in other spellings, no datacontenttype, additions
+)
 # Confirms are awaited per window: large enough to pipeline, small enough to keep order.
 PUBLISH_WINDOW = 100
 
@@ -45,9 +78,12 @@ class OutgoingMessage:
 
     routing_key: str
     body: bytes
-    message_id: str
-    kind: str  # "event", "duplicate" or one of MALFORMED_KINDS
+    message_id: str | None
+    kind: str  # "event", "duplicate" or one of MALFORMED_KINDS / NASTY_KINDS
     event: dict[str, Any] | None  # the event (or the malformed JSON payload), if JSON
+    content_type: str | None = CONTENT_TYPE
+    headers: dict[str, Any] | None = None
+    form: str = "plain"  # how an event is written: "plain" or one of FORMS
 
 
 def routing_key(event: Mapping[str, Any]) -> str:
@@ -58,6 +94,68 @@ def routing_key(event: Mapping[str, Any]) -> str:
 def event_message(event: dict[str, Any], kind: str = "event") -> OutgoingMessage:
     """The message carrying one well-formed event."""
     return OutgoingMessage(routing_key(event), orjson.dumps(event), event["id"], kind, event)
+
+
+def _sdk_event(event: Mapping[str, Any]) -> Any:
+    from cloudevents.core.v1.event import CloudEvent
+
+    attributes = {k: v for k, v in event.items() if k != "data"}
+    attributes["time"] = dt.datetime.fromisoformat(str(event["time"]))
+    return CloudEvent(attributes=attributes, data=dict(event["data"]))
+
+
+def sdk_message(event: dict[str, Any], form: str, kind: str = "event") -> OutgoingMessage:
+    """The message carrying *event* in *form* (one of FORMS), as another publisher sends it.
+
+    The SDK's AMQP binding is written for AMQP 1.0: its application properties become the
+    message's headers and its content-type property the message's content_type.
+    """
+    key = routing_key(event)
+    if form in ("sdk_structured", "sdk_binary", "sdk_binary_colon"):
+        from cloudevents.core.bindings import amqp
+
+        sdk = _sdk_event(event)
+        if form == "sdk_structured":
+            message = amqp.to_structured_event(sdk)
+        else:
+            message = amqp.to_binary_event(sdk)
+        headers = dict(message.application_properties)
+        if form == "sdk_binary_colon":
+            headers = {k.replace("cloudEvents_", "cloudEvents:", 1): v for k, v in headers.items()}
+        return OutgoingMessage(
+            key, message.application_data, event["id"], kind, event,
+            content_type=message.properties.get("content-type"), headers=headers or None,
+            form=form,
+        )  # fmt: skip
+    if form == "sdk_rabbitmq":
+        from cloudevents.core.bindings import rabbitmq
+
+        sent = rabbitmq.to_binary_event(_sdk_event(event))
+        return OutgoingMessage(
+            key, sent.body, event["id"], kind, event, content_type=sent.content_type,
+            headers=dict(sent.headers), form=form,
+        )  # fmt: skip
+    if form == "data_base64":
+        wire = {k: v for k, v in event.items() if k != "data"}
+        wire["data_base64"] = base64.b64encode(orjson.dumps(event["data"])).decode()
+        return OutgoingMessage(
+            key, orjson.dumps(wire), event["id"], kind, event,
+            content_type="application/cloudevents+json; charset=utf-8", form=form,
+        )  # fmt: skip
+    if form == "loose":
+        wire = copy.deepcopy(event)
+        wire.pop("datacontenttype", None)
+        wire["traceparent"] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        wire["data"]["x_province_batch"] = {"seq": 7, "tags": ["late"]}
+        if isinstance(wire["data"].get("record_file"), dict):
+            wire["data"]["record_file"]["x_storage_class"] = "cold"
+        return OutgoingMessage(
+            key, orjson.dumps(wire), event["id"], kind, event,
+            content_type='Application/CloudEvents+JSON; Charset="UTF-8"', form=form,
+        )  # fmt: skip
+    if form == "plain":
+        return event_message(event, kind)
+    raise ValueError(f"unknown form {form!r}")
 
 
 def _synthetic_graduated(rng: random.Random) -> dict[str, Any]:
@@ -122,9 +220,59 @@ def malformed_message(rng: random.Random, kind: str) -> OutgoingMessage:
         del data["kindergarten_code"]
     elif kind == "bad_date":
         data["child"]["birth_date"] = f"{data['child']['birth_date'][:4]}-02-30"
+    elif kind in NASTY_KINDS:
+        return _nasty_message(event, kind)
     else:
         raise ValueError(f"unknown malformed kind {kind!r}")
     return OutgoingMessage(routing_key(event), orjson.dumps(event), event["id"], kind, event)
+
+
+def _nasty_message(event: dict[str, Any], kind: str) -> OutgoingMessage:
+    """A message of one of NASTY_KINDS, built from a well-formed *event*."""
+    key, event_id, data = routing_key(event), event["id"], event["data"]
+    body: bytes | None = None
+    if kind == "control_character":
+        data["child"]["name"] = data["child"]["name"][:1] + "\u0000" + data["child"]["name"][1:]
+        body = orjson.dumps(event)  # the name holds NUL (JSON: \u0000)
+    elif kind == "deep_nesting":
+        body = orjson.dumps(event)[:-1] + b',"x_nest":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    elif kind == "number_out_of_range":
+        event["childseq"] = 2**31  # beyond the CloudEvents Integer range
+    elif kind == "huge_number":
+        body = orjson.dumps(event).replace(b'"size":', b'"size":1e999,"x_size":', 1)
+    elif kind == "duplicate_key":
+        body = orjson.dumps(event)[:-1] + b',"childseq":2}'
+    elif kind == "lone_surrogate":
+        body = orjson.dumps(event).replace(b'"name":"', b'"name":"\\ud800', 1)
+    elif kind == "not_utf8":
+        body = orjson.dumps(event).replace(b'"name":"', b'"name":"\xff\xfe', 1)
+    elif kind == "other_charset":
+        return replace(
+            event_message(event, kind),
+            content_type="application/cloudevents+json; charset=iso-8859-1",
+        )
+    elif kind == "data_and_data_base64":
+        event["data_base64"] = base64.b64encode(orjson.dumps(data)).decode()
+    elif kind == "data_not_object":
+        event["data"] = [data]
+    elif kind == "binary_missing_header":
+        message = sdk_message(event, "sdk_binary", kind)
+        headers = dict(message.headers or {})
+        del headers["cloudEvents_subject"]
+        return replace(message, headers=headers)
+    elif kind == "binary_header_not_utf8":
+        message = sdk_message(event, "sdk_binary", kind)
+        odd = bytearray(b"\xff\xfe")  # a byte array: aio-pika writes no bytes headers
+        return replace(message, headers={**(message.headers or {}), "cloudEvents_id": odd})
+    elif kind == "binary_header_table":
+        message = sdk_message(event, "sdk_binary", kind)
+        headers = {**(message.headers or {}), "cloudEvents_childseq": {"value": 1}}
+        return replace(message, headers=headers)
+    else:
+        raise ValueError(f"unknown malformed kind {kind!r}")
+    if body is None:
+        body = orjson.dumps(event)
+    return OutgoingMessage(key, body, event_id, kind, event)
 
 
 def _malformed_kinds(malformed: int | Mapping[str, int]) -> list[str]:
@@ -140,6 +288,7 @@ def plan_messages(
     shuffle_children: bool = False,
     interleave: bool = False,
     malformed: int | Mapping[str, int] = 0,
+    forms: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> list[OutgoingMessage]:
     """Decide the messages and their order.
@@ -148,17 +297,32 @@ def plan_messages(
     one after another unless `interleave` (a random merge). A `duplicate_fraction` of
     events is sent twice (same id), the copy later in that child's sequence. `malformed`
     (a count cycling through MALFORMED_KINDS, or kind → count) are mixed in at random.
+    `forms` (form → share, see FORMS) writes that share of the messages in other forms of
+    the same event; a duplicate may come in another form than its original.
     """
     rng = random.Random(seed)
+    shares = sorted((forms or {}).items())
+
+    def written(event: dict[str, Any], kind: str = "event") -> OutgoingMessage:
+        if not shares:  # no draw: plans without forms stay as they were for a seed
+            return event_message(event, kind)
+        draw = rng.random()
+        for form, share in shares:
+            if draw < share:
+                return sdk_message(event, form, kind)
+            draw -= share
+        return event_message(event, kind)
+
     if isinstance(children_events, Cohort):
         children_events = [child.events for child in children_events.children]
     queues: list[list[OutgoingMessage]] = []
     for events in children_events:
-        queue = [event_message(e) for e in events]
+        queue = [written(e) for e in events]
         for event in events:
             if rng.random() < duplicate_fraction:
-                at = rng.randrange(queue.index(event_message(event)) + 1, len(queue) + 1)
-                queue.insert(at, event_message(copy.deepcopy(event), "duplicate"))
+                first = next(i for i, m in enumerate(queue) if m.message_id == event["id"])
+                at = rng.randrange(first + 1, len(queue) + 1)
+                queue.insert(at, written(copy.deepcopy(event), "duplicate"))
         if shuffle_children:
             rng.shuffle(queue)
         queues.append(queue)
@@ -225,7 +389,8 @@ class EventPublisher:
                     exchange.publish(
                         aio_pika.Message(
                             m.body,
-                            content_type=CONTENT_TYPE,
+                            content_type=m.content_type,
+                            headers=m.headers,
                             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                             message_id=m.message_id,
                         ),

@@ -11,11 +11,15 @@ import aio_pika
 import asyncpg
 import pytest
 
+from bridge.adapters.file_crypto import new_key_line
 from bridge.settings import Settings
 from tests.support.sim import SimulatorHandle
 
 PG_ADMIN_URL = os.environ.get("XUEJI_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("XUEJI_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
+# Record files are sealed at rest: every test bridge gets a key of this run (never a fixed
+# one, so nothing can come to rely on a particular key).
+FILE_KEYS = new_key_line("test-run")
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 
@@ -56,7 +60,7 @@ async def amqp_names() -> AsyncIterator[dict[str, str]]:
     yield names
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
-        for queue in (f"{names['prefix']}.events", f"{names['prefix']}.parked"):
+        for queue in (f"{names['prefix']}.{q}" for q in ("events", "parked", "unrecorded")):
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(queue)
@@ -100,4 +104,5 @@ async def bridge_settings(
         registry_total_timeout_s=5.0,
         registry_max_inline_wait_s=0.5,
         http_port=0,
+        file_keys=FILE_KEYS,
     )

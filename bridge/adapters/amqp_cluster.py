@@ -6,8 +6,8 @@ cluster that is all we need, but for the node: ``ClusterConnection`` moves the U
 the next node whenever a connection closes or an attempt fails (aio-pika tells both to
 ``_on_connection_close``), so the next attempt goes elsewhere. Messages a consumer had
 not acked when its node went are handed out again by the queue; a publish waiting for a
-confirm fails, and ``publish_confirmed`` sends it again (a copy is harmless: the
-ledger's inbox records an event once).
+confirm fails, and ``consumers.republish.publish_confirmed`` sends it again (a copy is
+harmless: the ledger's inbox records an event once).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from aio_pika import RobustConnection
-from aio_pika.abc import AbstractExchange, AbstractMessage, AbstractRobustConnection
-from aio_pika.exceptions import CONNECTION_EXCEPTIONS, ChannelInvalidStateError
+from aio_pika.abc import AbstractRobustConnection
+from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 from yarl import URL
 
 # Between a failed attempt and the next, on the next node (aio-pika's default: 5 s).
@@ -26,11 +26,6 @@ from yarl import URL
 RECONNECT_INTERVAL_S = 1.0
 # A node whose host is gone (rather than refusing) must not hold an attempt for minutes.
 CONNECT_TIMEOUT_S = 15.0
-# A publish cut off from its confirm by a lost node is sent again for this long.
-REPUBLISH_WITHIN_S = 60.0
-# What a lost connection looks like to a publisher: the frame could not go out, or went
-# out and its confirm cannot come back.
-_CONNECTION_LOST = (ConnectionError, ChannelInvalidStateError)
 
 
 def node_urls(amqp_url: str) -> list[URL]:
@@ -88,20 +83,3 @@ async def connect_cluster(amqp_url: str, **kwargs: Any) -> AbstractRobustConnect
         return connection
     assert error is not None
     raise error
-
-
-async def publish_confirmed(
-    exchange: AbstractExchange, message: AbstractMessage, routing_key: str
-) -> None:
-    """Publish and wait for the broker's confirm, again on the next node if need be.
-
-    Raises TimeoutError when no node confirmed it within REPUBLISH_WITHIN_S.
-    """
-    async with asyncio.timeout(REPUBLISH_WITHIN_S):
-        while True:
-            try:
-                await exchange.publish(message, routing_key=routing_key)
-                return
-            except _CONNECTION_LOST:
-                # The robust channel waits for the new connection before it publishes.
-                await asyncio.sleep(0.1)

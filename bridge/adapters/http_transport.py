@@ -11,10 +11,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
+from pydantic import TypeAdapter
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -22,11 +23,13 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from bridge.adapters.call_journal import RegistryCall, note_call
-from bridge.errors import RETRYABLE, RegistryUnauthorized, RegistryUnavailable
+from bridge.errors import RETRYABLE, BridgeError, RegistryUnauthorized, RegistryUnavailable
 from bridge.metrics import Metrics
+from bridge.services.call_journal import RegistryCall, note_call
+from schemas.registry import parse_page
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+P = TypeVar("P")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,3 +198,23 @@ def _json_or_none(payload: bytes) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
+
+
+async def fetch_page(
+    transport: RegistryTransport,
+    operation: str,
+    path: str,
+    cursor: str | None,
+    limit: int,
+    page: TypeAdapter[P],
+    refused: Callable[[str, Answer], BridgeError],
+) -> P:
+    """One page of a paged listing (A2, B8), validated from the raw bytes: no dict per
+    child in between. An answer that is not a page is *refused*'s error."""
+    params: dict[str, Any] = {"limit": str(limit)}
+    if cursor:
+        params["cursor"] = cursor
+    answer = await transport.call(operation, "GET", path, params=params, raw=True)
+    if answer.status != 200 or not isinstance(answer.body, bytes):
+        raise refused(operation, answer)
+    return parse_page(page, operation, answer.body)

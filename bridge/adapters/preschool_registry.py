@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from bridge.adapters.http_transport import RegistryTransport
+from bridge.adapters.http_transport import Answer, RegistryTransport, fetch_page
 from bridge.domain.events import RecordFileClaim
 from bridge.domain.record_file import verify_record_file
 from bridge.errors import RegistryRejected, SourceFileMissing
-from schemas.registry import ROSTER_PAGE, RosterPage, parse_page
+from schemas.registry import ROSTER_PAGE, RosterPage
 
 
 class PreschoolRegistry:
@@ -23,19 +21,15 @@ class PreschoolRegistry:
         if answer.status == 404:
             raise SourceFileMissing("the preschool registry does not know this record file")
         if answer.status != 200 or not isinstance(answer.body, bytes):
-            raise RegistryRejected(f"fetch_file: unexpected HTTP {answer.status}")
+            raise _unexpected("fetch_file", answer)
         verify_record_file(claim, answer.body)
         return answer.body
 
     async def roster_page(self, entry_year: int, cursor: str | None, limit: int) -> RosterPage:
         """A2: one page of a cohort's roster (RegistryRejected if it breaks the contract)."""
-        params: dict[str, Any] = {"limit": str(limit)}
-        if cursor:
-            params["cursor"] = cursor
-        answer = await self._t.call(
-            "roster", "GET", f"/v1/cohorts/{entry_year}/roster", params=params, raw=True
-        )
-        if answer.status != 200 or not isinstance(answer.body, bytes):
-            raise RegistryRejected(f"roster: unexpected HTTP {answer.status}")
-        # Validated from the raw bytes: no dict per child in between.
-        return parse_page(ROSTER_PAGE, "roster", answer.body)
+        path = f"/v1/cohorts/{entry_year}/roster"
+        return await fetch_page(self._t, "roster", path, cursor, limit, ROSTER_PAGE, _unexpected)
+
+
+def _unexpected(operation: str, answer: Answer) -> RegistryRejected:
+    return RegistryRejected(f"{operation}: unexpected HTTP {answer.status}")

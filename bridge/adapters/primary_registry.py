@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from typing import Any
 
-from bridge.adapters.http_transport import Answer, RegistryTransport
+from bridge.adapters.http_transport import Answer, RegistryTransport, fetch_page
 from bridge.domain.events import Child
 from bridge.domain.intake import IntakeRequest
 from bridge.errors import (
@@ -24,7 +23,6 @@ from schemas.registry import (
     IntakeResult,
     RegistryStudent,
     StudentPage,
-    parse_page,
 )
 
 
@@ -147,13 +145,5 @@ class PrimaryRegistry:
 
     async def list_cohort(self, entry_year: int, cursor: str | None, limit: int) -> StudentPage:
         """B8: one page of a cohort (RegistryRejected if it breaks the contract)."""
-        params: dict[str, Any] = {"limit": str(limit)}
-        if cursor:
-            params["cursor"] = cursor
-        answer = await self._t.call(
-            "list_cohort", "GET", f"/v1/cohorts/{entry_year}/students", params=params, raw=True
-        )
-        if answer.status != 200 or not isinstance(answer.body, bytes):
-            raise _refused("list_cohort", answer)
-        # Validated from the raw bytes: no dict per child in between.
-        return parse_page(STUDENT_PAGE, "list_cohort", answer.body)
+        path = f"/v1/cohorts/{entry_year}/students"
+        return await fetch_page(self._t, "list_cohort", path, cursor, limit, STUDENT_PAGE, _refused)

@@ -6,14 +6,11 @@ import datetime as dt
 
 from aiohttp import web
 
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.tokens import PresentedToken, TokenRow, TokenStore, present
-from bridge.api.problems import problem
-from bridge.domain.access import Principal, Role
-from bridge.errors import AccessDenied, Forbidden, TokenSealed, Unauthenticated
+from bridge.api.keys import USE_CASES
+from bridge.domain.access import PresentedToken, Principal, Role, present
+from bridge.errors import Forbidden, Unauthenticated
+from bridge.services.ports.access import TokenRow
 
-TOKENS = web.AppKey("tokens", TokenStore)
-AUDIT = web.AppKey("audit", AuditLog)
 _PRINCIPAL = web.RequestKey("xueji.principal", Principal)
 _CHECKED_AT = web.RequestKey("xueji.checked_at", dt.datetime)
 
@@ -23,36 +20,18 @@ def remote_of(request: web.Request) -> str | None:
     return request.remote
 
 
-def denied(exc: AccessDenied) -> web.HTTPException:
-    """The problem response for an access refusal."""
-    return problem(exc.status, exc.code, str(exc))
-
-
 def bearer(request: web.Request) -> PresentedToken:
-    """The presented bearer token; raises a 401 problem if it is missing or not ours."""
+    """The presented bearer token; Unauthenticated (401) if it is missing or not ours."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    try:
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("send Authorization: Bearer <token>")
-        return present(token.strip())
-    except AccessDenied as exc:
-        raise denied(exc) from None
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send Authorization: Bearer <token>")
+    return present(token.strip())
 
 
 async def admit(request: web.Request, row: TokenRow | None, presented: PresentedToken) -> Principal:
-    """The principal of a token row read with tokens_of_requests; 401 problem (seals audited)."""
-    try:
-        principal = await request.app[TOKENS].admit(row, presented)
-    except TokenSealed as exc:
-        if exc.sealed_now:
-            await request.app[AUDIT].record(
-                action="token.seal", outcome="sealed", actor="system:auth",
-                target_token=exc.sealed_now, remote=remote_of(request),
-                detail={"reason": "unused for 180 days"},
-            )  # fmt: skip
-        raise denied(exc) from None
-    except AccessDenied as exc:
-        raise denied(exc) from None
+    """The principal of a token row as a lookup read it; 401 if refused (seals audited)."""
+    gate = request.app[USE_CASES].gate
+    principal = await gate.admit(row, presented, remote_of(request))
     request[_PRINCIPAL] = principal
     if row is not None:
         request[_CHECKED_AT] = row.db_now
@@ -60,12 +39,13 @@ async def admit(request: web.Request, row: TokenRow | None, presented: Presented
 
 
 async def authenticate(request: web.Request) -> Principal:
-    """The caller's principal; raises a 401 problem if the token is missing, bad or sealed."""
+    """The caller's principal; 401 if the token is missing, bad or sealed."""
     cached = request.get(_PRINCIPAL)
     if isinstance(cached, Principal):
         return cached
     presented = bearer(request)
-    return await admit(request, await request.app[TOKENS].token_row(presented), presented)
+    row = await request.app[USE_CASES].gate.token_row(presented)
+    return await admit(request, row, presented)
 
 
 def checked_at(request: web.Request) -> dt.datetime:
@@ -74,10 +54,10 @@ def checked_at(request: web.Request) -> dt.datetime:
 
 
 async def require(request: web.Request, *roles: Role) -> Principal:
-    """The caller's principal, if its role is one of *roles* (403 problem otherwise)."""
+    """The caller's principal, if its role is one of *roles* (403 otherwise)."""
     principal = await authenticate(request)
     if roles and principal.role not in roles:
-        raise denied(Forbidden("this token's role may not use this endpoint"))
+        raise Forbidden("this token's role may not use this endpoint")
     return principal
 
 

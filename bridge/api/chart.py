@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from markupsafe import Markup, escape
 
-from bridge.adapters.postgres.reconciliation_store import RunInfo
 from bridge.domain.reconciliation import CATEGORIES, Category
+from bridge.services.ports.reconciliation import RunInfo
 
 # Matched dwarfs everything else; the chart shows what needs looking at.
 SHOWN = [c for c in Category if c is not Category.MATCHED]

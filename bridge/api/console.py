@@ -1,37 +1,51 @@
 """The operators' console: server-rendered pages that work without JavaScript.
 
 A browser signs in by exchanging an operator token for a session cookie (HttpOnly,
-SameSite=Strict; only its hash is stored). Every form that changes something carries
-the session's CSRF token.
+SameSite=Strict; only its hash is kept). Every form that changes something carries the
+session's CSRF token. A query or form that cannot be read is answered with a page that
+says why (400), never a raw error.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
-import secrets
 from collections.abc import Mapping
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
-from bridge.adapters.postgres.reconciliation_store import RunInfo
 from bridge.api.chart import category_chart
-from bridge.api.operator import OPS, scope_for
-from bridge.domain.access import Principal, Role
+from bridge.api.keys import USE_CASES
+from bridge.api.params import as_fields, errors_of
+from bridge.domain.access import Role
 from bridge.domain.reconciliation import CATEGORIES, WORKLIST, Category
 from bridge.domain.student_number import mask
+from bridge.domain.working_days import day_in_china
 from bridge.errors import AccessDenied
-from bridge.services.reconciliation import ReconciliationBusy, today_in_china
+from bridge.services.acting import Acting
+from bridge.services.console_sessions import Session
+from bridge.services.ports.reconciliation import RunInfo, Scope
+from bridge.services.reconciliation import ReconciliationBusy
 from bridge.services.recovery import masked_body
-from bridge.services.reports import export_csv
+from bridge.services.reports import scope_for
+from schemas.operator import (
+    ConsoleParkedQuery,
+    ConsoleReportQuery,
+    ConsoleRunQuery,
+    ConsoleWorklistQuery,
+    ParkedForm,
+    ReconcileForm,
+    SetAsideForm,
+)
 
 COOKIE = "xueji_console"
 PAGE = 100
 JINJA = web.AppKey("console_jinja", jinja2.Environment)
+M = TypeVar("M", bound=BaseModel)
 
 
 def _env() -> jinja2.Environment:
@@ -45,44 +59,80 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+def _page(request: web.Request, name: str, context: Mapping[str, Any]) -> str:
+    return request.app[JINJA].get_template(name).render(**context)
+
+
+_HEADERS = {
+    "Cache-Control": "no-store", "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; style-src 'self'",
+}  # fmt: skip
 
 
 def render(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     """A page; HTML pages are never cached (they show children's data)."""
-    html = request.app[JINJA].get_template(name).render(**context)
     return web.Response(
-        text=html, status=status, content_type="text/html", charset="utf-8",
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                 "Content-Security-Policy": "default-src 'self'; style-src 'self'"},
+        text=_page(request, name, context), status=status, content_type="text/html",
+        charset="utf-8", headers=_HEADERS,
     )  # fmt: skip
 
 
-async def session(request: web.Request) -> tuple[Principal, str]:
-    """(principal, csrf token) of the signed-in operator, or a redirect to the login page."""
-    cookie = request.cookies.get(COOKIE)
-    if cookie:
-        row = await request.app[OPS].pool.fetchrow(
-            "SELECT s.csrf_token, t.* FROM console_sessions s JOIN api_tokens t USING (token_id)"
-            " WHERE s.session_hash = $1 AND s.expires_at > now()"
-            " AND t.revoked_at IS NULL AND t.sealed_at IS NULL",
-            _hash(cookie),
-        )
-        if row is not None and row["role"] in (Role.COUNTY.value, Role.PROVINCE.value):
-            principal = Principal(row["token_id"], Role(row["role"]), None, row["county_code"])
-            return principal, row["csrf_token"]
-    raise web.HTTPSeeOther("/console/login")
+def refused(
+    request: web.Request, session: Session, status: int, message: str, **context: Any
+) -> web.HTTPException:
+    """A page that says why the request was refused, to raise."""
+    heading = "请求有误 Cannot do that" if status == 400 else "无权访问 Not allowed"
+    html = _page(
+        request, "refused.html",
+        {"principal": session.principal, "csrf": session.csrf, "heading": heading,
+         "message": message, "page": None, **context},
+    )  # fmt: skip
+    exc = web.HTTPException(text=html, content_type="text/html", headers=_HEADERS)
+    exc.set_status(status)
+    return exc
 
 
-async def checked_form(request: web.Request) -> tuple[Principal, Mapping[str, str]]:
+def read(request: web.Request, session: Session, model: type[M], values: Any = None) -> M:
+    """The query string (or a form's *values*) as *model*; a page saying what is wrong."""
+    try:
+        return model.model_validate(as_fields(request.query, model) if values is None else values)
+    except ValidationError as exc:
+        raise refused(
+            request, session, 400, "参数有误 Some values cannot be read.", errors=errors_of(exc)
+        ) from None
+
+
+def who(request: web.Request, session: Session) -> Acting:
+    """The signed-in operator, for the audit log."""
+    return Acting.by(session.principal, request.remote)
+
+
+def scope(
+    request: web.Request, session: Session, county: str | None, kindergarten: str | None
+) -> Scope:
+    """The operator's scope narrowed by the filters (a county sees its own only)."""
+    try:
+        return scope_for(session.principal, county, kindergarten)
+    except AccessDenied as exc:
+        raise refused(request, session, 403, str(exc)) from None
+
+
+async def session(request: web.Request) -> Session:
+    """The signed-in operator, or a redirect to the login page."""
+    found = await request.app[USE_CASES].console.session(request.cookies.get(COOKIE))
+    if found is None:
+        raise web.HTTPSeeOther("/console/login")
+    return found
+
+
+async def checked_form(request: web.Request) -> tuple[Session, dict[str, str]]:
     """A POSTed form of the signed-in operator, after its CSRF token is checked."""
-    principal, csrf = await session(request)
+    signed_in = await session(request)
     form = await request.post()
     sent = str(form.get("csrf", ""))
-    if not hmac.compare_digest(sent.encode(), csrf.encode()):
+    if not hmac.compare_digest(sent.encode(), signed_in.csrf.encode()):
         raise web.HTTPForbidden(text="CSRF token missing or wrong")
-    return principal, {k: str(v) for k, v in form.items()}
+    return signed_in, {k: str(v) for k, v in form.items()}
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -92,161 +142,152 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """POST /console/login: token → session cookie."""
-    ops = request.app[OPS]
     form = await request.post()
     try:
-        principal = await ops.tokens.authenticate(str(form.get("token", "")).strip())
+        opened = await request.app[USE_CASES].console.sign_in(
+            str(form.get("token", "")).strip(), request.remote
+        )
     except AccessDenied as exc:
-        return render(request, "login.html", status=401, error=str(exc))
-    if not principal.is_operator:
-        return render(request, "login.html", status=403, error="only operators may sign in")
-    secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-    hours = ops.settings.console_session_hours
-    await ops.pool.execute(
-        "INSERT INTO console_sessions (session_hash, token_id, csrf_token, expires_at)"
-        " VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-        _hash(secret), principal.token_id, csrf, hours * 3600,
-    )  # fmt: skip
-    await ops.audit.record(
-        action="console.login", outcome="ok", principal=principal, remote=request.remote
-    )
+        return render(request, "login.html", status=exc.status, error=str(exc))
     response = web.HTTPSeeOther("/console/")
     response.set_cookie(
-        COOKIE, secret, httponly=True, samesite="Strict", secure=request.secure,
-        path="/console", max_age=int(hours * 3600),
+        COOKIE, opened.secret, httponly=True, samesite="Strict", secure=request.secure,
+        path="/console", max_age=int(opened.lifetime_s),
     )  # fmt: skip
     raise response
 
 
 async def logout(request: web.Request) -> web.Response:
     """POST /console/logout."""
-    _principal, _form = await checked_form(request)
-    cookie = request.cookies.get(COOKIE, "")
-    await request.app[OPS].pool.execute(
-        "DELETE FROM console_sessions WHERE session_hash = $1", _hash(cookie)
-    )
+    await checked_form(request)
+    await request.app[USE_CASES].console.sign_out(request.cookies.get(COOKIE, ""))
     response = web.HTTPSeeOther("/console/login")
     response.del_cookie(COOKIE, path="/console")
     raise response
 
 
-async def _year_and_run(request: web.Request) -> tuple[int, RunInfo | None, list[int]]:
-    ops = request.app[OPS]
-    years = await ops.runs.entry_years()
-    raw = request.query.get("entry_year")
-    year = int(raw) if raw and raw.isdigit() else (years[0] if years else today_in_china().year)
-    run_id = request.query.get("run_id")
-    run = await ops.runs.get(int(run_id)) if run_id and run_id.isdigit() else None
-    if run is None or run.status != "finished":
-        run = await ops.runs.latest(year)
+async def _year_and_run(
+    request: web.Request, asked: ConsoleRunQuery
+) -> tuple[int, RunInfo | None, list[int]]:
+    use_cases = request.app[USE_CASES]
+    findings = use_cases.reporting.findings
+    years = await findings.entry_years()
+    year = asked.entry_year or (years[0] if years else day_in_china(use_cases.clock.now()).year)
+    run = await use_cases.reporting.finished(asked.run_id, None) if asked.run_id else None
+    if run is None:
+        run = await findings.latest(year)
     return year, run, years
 
 
 async def overview(request: web.Request) -> web.Response:
     """GET /console/: the cohort at a glance, with categories over recent runs."""
-    principal, csrf = await session(request)
-    ops = request.app[OPS]
-    year, run, years = await _year_and_run(request)
-    scope = scope_for(principal, request.query)
-    counts = await ops.runs.counts(run, scope) if run else {}
-    history = await ops.runs.history(year)
+    signed_in = await session(request)
+    asked = read(request, signed_in, ConsoleRunQuery)
+    use_cases = request.app[USE_CASES]
+    findings = use_cases.reporting.findings
+    year, run, years = await _year_and_run(request, asked)
+    where = scope(request, signed_in, asked.county, asked.kindergarten)
+    counts = await findings.counts(run, where) if run else {}
+    history = await findings.history(year)
+    groups = await use_cases.recovery.set_aside_groups(
+        who(request, signed_in), county=where.county_code
+    )
     return render(
-        request, "overview.html", principal=principal, csrf=csrf, year=year, years=years,
-        run=run, counts=counts, chart=category_chart(history), page="overview",
-        worklist=sorted(WORKLIST), set_aside=await ops.recovery_store.set_aside_groups(
-            scope.county_code),
+        request, "overview.html", principal=signed_in.principal, csrf=signed_in.csrf,
+        year=year, years=years, run=run, counts=counts, chart=category_chart(history),
+        page="overview", worklist=sorted(WORKLIST), set_aside=groups,
     )  # fmt: skip
 
 
 async def report(request: web.Request) -> web.Response:
     """GET /console/report: a run's findings with filters."""
-    principal, csrf = await session(request)
-    ops = request.app[OPS]
-    year, run, years = await _year_and_run(request)
-    scope = scope_for(principal, request.query)
-    category = request.query.get("category") or None
-    new_only = request.query.get("new") == "1"
-    page = int(request.query.get("page", "0") or 0)
+    signed_in = await session(request)
+    asked = read(request, signed_in, ConsoleReportQuery)
+    findings = request.app[USE_CASES].reporting.findings
+    year, run, years = await _year_and_run(request, asked)
+    where = scope(request, signed_in, asked.county, asked.kindergarten)
+    category = asked.category.value if asked.category else None
+    page_no = asked.page or 0
     items, counts, changes = [], {}, {}
     if run is not None:
-        items = await ops.runs.items(
-            run, categories=[category] if category else None, scope=scope, new_only=new_only,
-            limit=PAGE, offset=page * PAGE,
+        items = await findings.items(
+            run, categories=[category] if category else None, scope=where,
+            new_only=asked.new, limit=PAGE, offset=page_no * PAGE,
         )  # fmt: skip
-        counts = await ops.runs.counts(run, scope)
-        changes = await ops.runs.changes(run, scope)
+        counts = await findings.counts(run, where)
+        changes = await findings.changes(run, where)
     return render(
-        request, "report.html", principal=principal, csrf=csrf, year=year, years=years,
-        run=run, items=items, counts=counts, changes=changes, category=category,
-        new_only=new_only, scope=scope, page_no=page, more=len(items) == PAGE, page="report",
-        title="对账报告 Reconciliation report",
+        request, "report.html", principal=signed_in.principal, csrf=signed_in.csrf,
+        year=year, years=years, run=run, items=items, counts=counts, changes=changes,
+        category=category, new_only=asked.new, scope=where, page_no=page_no,
+        more=len(items) == PAGE, page="report", title="对账报告 Reconciliation report",
     )  # fmt: skip
 
 
 async def lost(request: web.Request) -> web.Response:
     """GET /console/lost: the lost-child list (not_arrived)."""
-    principal, csrf = await session(request)
-    ops = request.app[OPS]
-    year, run, years = await _year_and_run(request)
-    scope = scope_for(principal, request.query)
+    signed_in = await session(request)
+    asked = read(request, signed_in, ConsoleRunQuery)
+    findings = request.app[USE_CASES].reporting.findings
+    year, run, years = await _year_and_run(request, asked)
+    where = scope(request, signed_in, asked.county, asked.kindergarten)
     items = (
-        await ops.runs.items(run, categories=[Category.NOT_ARRIVED.value], scope=scope, limit=1000)
+        await findings.items(run, categories=[Category.NOT_ARRIVED.value], scope=where, limit=1000)
         if run
         else []
     )
     return render(
-        request, "report.html", principal=principal, csrf=csrf, year=year, years=years,
-        run=run, items=items, counts={}, changes={}, category=Category.NOT_ARRIVED.value,
-        new_only=False, scope=scope, page_no=0, more=False, page="lost",
-        title="未报到名单 Lost-child list",
+        request, "report.html", principal=signed_in.principal, csrf=signed_in.csrf,
+        year=year, years=years, run=run, items=items, counts={}, changes={},
+        category=Category.NOT_ARRIVED.value, new_only=False, scope=where, page_no=0,
+        more=False, page="lost", title="未报到名单 Lost-child list",
     )  # fmt: skip
 
 
 async def worklist(request: web.Request) -> web.Response:
     """GET /console/worklist: set-aside hand-overs by group, with retry and resolve."""
-    principal, csrf = await session(request)
-    store = request.app[OPS].recovery_store
-    county = principal.county_code if principal.role is Role.COUNTY else None
-    reason = request.query.get("reason")
+    signed_in = await session(request)
+    asked = read(request, signed_in, ConsoleWorklistQuery)
+    recovery, acting = request.app[USE_CASES].recovery, who(request, signed_in)
     cases = (
-        await store.set_aside_cases(county, reason=reason, answer=request.query.get("answer"))
-        if reason
+        await recovery.set_aside_cases(acting, reason=asked.reason, answer=asked.answer)
+        if asked.reason
         else []
     )
-    retries = [r for r in await store.recent_retries(20) if r["kind"] == "handoff"]
     return render(
-        request, "worklist.html", principal=principal, csrf=csrf, page="worklist",
-        groups=await store.set_aside_groups(county), cases=cases, reason=reason,
-        answer=request.query.get("answer"), retries=retries,
+        request, "worklist.html", principal=signed_in.principal, csrf=signed_in.csrf,
+        page="worklist", groups=await recovery.set_aside_groups(acting), cases=cases,
+        reason=asked.reason, answer=asked.answer,
+        retries=await recovery.recent_retries(acting, kind="handoff", limit=20),
     )  # fmt: skip
 
 
 async def parked(request: web.Request) -> web.Response:
     """GET /console/parked: parked messages by reason (provincial operators)."""
-    principal, csrf = await session(request)
-    store = request.app[OPS].recovery_store
-    if principal.role is not Role.PROVINCE:
-        return render(request, "denied.html", status=403, principal=principal, csrf=csrf,
-                      page="parked")  # fmt: skip
-    reason = request.query.get("reason")
-    one = request.query.get("id")
-    message = await store.parked_message(int(one)) if one and one.isdigit() else None
+    signed_in = await session(request)
+    if signed_in.principal.role is not Role.PROVINCE:
+        return render(request, "denied.html", status=403, principal=signed_in.principal,
+                      csrf=signed_in.csrf, page="parked")  # fmt: skip
+    asked = read(request, signed_in, ConsoleParkedQuery)
+    recovery, acting = request.app[USE_CASES].recovery, who(request, signed_in)
+    message = await recovery.read_parked(asked.id, acting) if asked.id else None
     return render(
-        request, "parked.html", principal=principal, csrf=csrf, page="parked",
-        groups=await store.parked_groups(), reason=reason,
-        messages=await store.parked_messages(reason_code=reason) if reason else [],
+        request, "parked.html", principal=signed_in.principal, csrf=signed_in.csrf,
+        page="parked", groups=await recovery.parked_groups(), reason=asked.reason,
+        messages=await recovery.parked_messages(asked.reason) if asked.reason else [],
         message=message, body=masked_body(message.body) if message else "",
-        retries=[r for r in await store.recent_retries(20) if r["kind"] == "parked_message"],
+        retries=await recovery.recent_retries(acting, kind="parked_message", limit=20),
     )  # fmt: skip
 
 
 async def post_reconcile(request: web.Request) -> web.Response:
     """POST /console/reconcile: run one now."""
-    principal, form = await checked_form(request)
-    ops = request.app[OPS]
-    year = int(form.get("entry_year", "0") or 0)
+    signed_in, form = await checked_form(request)
+    year = read(request, signed_in, ReconcileForm, form).entry_year
     try:
-        run = await ops.reconciler.run(year, trigger="console", actor=principal.token_id)
+        run = await request.app[USE_CASES].reporting.reconcile(
+            year, trigger="console", who=who(request, signed_in)
+        )
     except ReconciliationBusy:
         raise web.HTTPSeeOther(f"/console/report?entry_year={year}&busy=1") from None
     raise web.HTTPSeeOther(f"/console/report?entry_year={year}&run_id={run.run_id}")
@@ -254,77 +295,57 @@ async def post_reconcile(request: web.Request) -> web.Response:
 
 async def post_set_aside(request: web.Request) -> web.Response:
     """POST /console/set-aside: retry a group or one child, or resolve one with a note."""
-    principal, form = await checked_form(request)
-    ops = request.app[OPS]
-    county = principal.county_code if principal.role is Role.COUNTY else None
-    reason, answer = form.get("reason") or None, form.get("answer")
-    number = form.get("student_number") or None
-    cases = await ops.recovery_store.set_aside_cases(
-        county, reason=reason, answer=answer if answer is not None else None, student_number=number
-    )
-    if form.get("action") == "resolve" and cases and form.get("note", "").strip():
-        await ops.recovery.resolve_handoff(
-            cases[0], form["note"].strip(), principal, principal.token_id, remote=request.remote
-        )
-    elif form.get("action") == "retry":
-        await ops.recovery.retry_handoffs(
-            cases, principal, principal.token_id, group_key=f"{reason}/{answer}",
-            remote=request.remote,
+    signed_in, form = await checked_form(request)
+    asked = read(request, signed_in, SetAsideForm, form)
+    recovery, acting = request.app[USE_CASES].recovery, who(request, signed_in)
+    if asked.action == "resolve":
+        if asked.student_number and asked.note:
+            await recovery.resolve_set_aside(acting, asked.student_number, asked.note)
+    else:
+        await recovery.retry_set_aside(
+            acting, reason=asked.reason, answer=asked.answer,
+            student_number=asked.student_number, group_key=f"{asked.reason}/{asked.answer}",
         )  # fmt: skip
     raise web.HTTPSeeOther("/console/worklist")
 
 
 async def post_parked(request: web.Request) -> web.Response:
     """POST /console/parked: retry a group or one message, or resolve one with a note."""
-    principal, form = await checked_form(request)
-    if principal.role is not Role.PROVINCE:
+    signed_in, form = await checked_form(request)
+    if signed_in.principal.role is not Role.PROVINCE:
         raise web.HTTPForbidden(text="provincial operators only")
-    ops = request.app[OPS]
-    store = ops.recovery_store
-    one = form.get("id", "")
-    message = await store.parked_message(int(one)) if one.isdigit() else None
-    if form.get("action") == "resolve" and message and form.get("note", "").strip():
-        await ops.recovery.resolve_parked(
-            message, form["note"].strip(), principal, principal.token_id, remote=request.remote
+    asked = read(request, signed_in, ParkedForm, form)
+    recovery, acting = request.app[USE_CASES].recovery, who(request, signed_in)
+    if asked.action == "resolve":
+        if asked.id is not None and asked.note:
+            await recovery.resolve_parked_message(acting, asked.id, asked.note)
+    else:
+        await recovery.retry_parked_messages(
+            acting, message_id=asked.id, reason=asked.reason, group_key=asked.reason
         )
-    elif form.get("action") == "retry":
-        messages = (
-            [message]
-            if message and message.resolved_at is None
-            else await store.parked_messages(reason_code=form.get("reason") or "-")
-            if not message
-            else []
-        )
-        await ops.recovery.retry_parked(
-            messages, principal, principal.token_id, group_key=form.get("reason"),
-            remote=request.remote,
-        )  # fmt: skip
     raise web.HTTPSeeOther("/console/parked")
 
 
 async def export(request: web.Request) -> web.StreamResponse:
     """GET /console/export.csv: any list, de-identified."""
-    principal, _csrf = await session(request)
-    ops = request.app[OPS]
-    _year, run, _years = await _year_and_run(request)
+    signed_in = await session(request)
+    asked = read(request, signed_in, ConsoleReportQuery)
+    reporting = request.app[USE_CASES].reporting
+    _year, run, _years = await _year_and_run(request, asked)
     if run is None:
         raise web.HTTPNotFound(text="no finished run")
-    scope = scope_for(principal, request.query)
-    category = request.query.get("category")
-    await ops.audit.record(
-        action="reconcile.export", outcome="ok", principal=principal, remote=request.remote,
-        detail={"run_id": run.run_id, "format": "csv", "category": category or ""},
-    )  # fmt: skip
+    where = scope(request, signed_in, asked.county, asked.kindergarten)
+    category = asked.category.value if asked.category else None
+    await reporting.exported(run, who(request, signed_in), format="csv", category=category or "")
     stamp = dt.date.today().isoformat()
     response = web.StreamResponse(headers={
         "Content-Type": "text/csv; charset=utf-8", "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="xueji-{category or "all"}-{stamp}.csv"',
     })  # fmt: skip
     await response.prepare(request)
-    async for text in export_csv(
-        ops.runs, ops.pool, run, categories=[category] if category else None, scope=scope,
-        new_only=request.query.get("new") == "1",
-    ):  # fmt: skip
+    async for text in reporting.export_csv(
+        run, categories=[category] if category else None, scope=where, new_only=asked.new
+    ):
         await response.write(text.encode())
     await response.write_eof()
     return response

@@ -1,44 +1,27 @@
-"""Record file downloads, one file (with ETag, 304 and ranges) or many as a streamed ZIP.
+"""The school API's file views: one record file (ETag, 304, one range) or many as a ZIP.
 
-A file up to CHUNK_BYTES comes with the lookup and goes out in one write; a larger one
-comes from the store in chunks and goes out as they come, so neither a large file nor an
-archive is held whole in memory. Every download is kept as a receipt and audited.
+HTTP's part is here (conditional requests, ranges, headers); what goes out and what is
+kept of it is the Downloads use case's.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import hashlib
 import re
-import zipfile
-from dataclasses import dataclass
-from typing import IO, cast
 
-import orjson
 from aiohttp import web
 
-from bridge.adapters.postgres.school_lookups import ChildFile
-from bridge.adapters.postgres.school_pulls import ChildView, ListQuery
-from bridge.adapters.postgres.school_reads import AuditLine, ReadEntry, Receipt
 from bridge.api.auth import admit, authenticate, bearer, remote_of
+from bridge.api.keys import USE_CASES
+from bridge.api.params import query
 from bridge.api.problems import problem
-from bridge.api.schools import (
-    NUMBER_FORM,
-    SCHOOL_API,
-    int_param,
-    not_found,
-    only_params,
-    school_in_scope,
-)
-from bridge.domain.access import Principal, Role
+from bridge.api.schools import school_in_scope
+from bridge.domain.student_number import has_number_form
+from bridge.errors import NotFound
+from bridge.services.downloads import ByteRange
+from schemas.api import ArchiveQuery, NoQuery
 
-# Large enough that a few-MB file is a handful of queries, small enough to keep memory flat.
-CHUNK_BYTES = 256 * 1024
-# Children per query while building an archive.
-ZIP_PAGE = 200
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_EXTENSIONS = {"application/json": ".json", "application/pdf": ".pdf"}
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def repr_digest(sha256_hex: str) -> str:
@@ -55,14 +38,6 @@ def etag_matches(header: str, etag: str) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class ByteRange:
-    """Inclusive first and last byte."""
-
-    first: int
-    last: int
-
-
 class Unsatisfiable(Exception):
     """The range lies outside the file."""
 
@@ -75,7 +50,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     """
     if header is None:
         return None
-    match = _RANGE.match(header.strip())
+    match = _RANGE.fullmatch(header.strip())
     if not match or match.group(1) == match.group(2) == "":
         return None
     first, last = match.group(1), match.group(2)
@@ -93,62 +68,32 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     return ByteRange(start, end)
 
 
-def _entry(
-    principal: Principal,
-    child: ChildFile,
-    *,
-    via: str,
-    span: ByteRange | None,
-    sent: int,
-    complete: bool,
-    outcome: str,
-    remote: str | None,
-) -> ReadEntry:
-    """The receipt, the pull (the admitting school's complete download) and the audit line."""
-    assert child.sha256 is not None
-    detail: dict[str, object] = {"sha256": child.sha256, "bytes": sent, "via": via}
-    if span is not None:
-        detail["range"] = f"{span.first}-{span.last}"
-    own = principal.role is Role.SCHOOL and principal.school_code == child.school_code
-    return ReadEntry(
-        audit=(AuditLine(principal, "record_file.read", outcome, child.student_number, remote,
-                         detail),),
-        receipt=Receipt(
-            principal, child.child_id, child.student_number, child.sha256, via,
-            span.first if span else None, span.last if span else None, sent, complete, remote,
-        ),
-        pulled=(child.child_id, child.school_code, child.sha256)
-        if own and complete and child.school_code else None,
-    )  # fmt: skip
-
-
 async def get_record_file(request: web.Request) -> web.StreamResponse:
     """`GET /v1/handoffs/{student_number}/record-file`.
 
-    The hot path of the school API: token, scope, file metadata and (for a file up to
-    CHUNK_BYTES) the bytes come in one query shared with the downloads waiting at that
-    moment, and the bookkeeping is group-committed.
+    The hot path of the school API: token, scope, file metadata and (for a small file)
+    the bytes come in one query shared with the downloads waiting at that moment, and
+    the bookkeeping is group-committed.
     """
     presented = bearer(request)
     number = request.match_info["student_number"]
-    well_formed = bool(NUMBER_FORM.match(number))
-    # A conditional request usually ends in 304: do not fetch bytes it will not send.
-    inline_max = 0 if "If-None-Match" in request.headers else CHUNK_BYTES
-    api = request.app[SCHOOL_API]
-    found = await api.lookups.file_for(
-        presented, number if well_formed else None, inline_max=inline_max
+    asked_for = number if has_number_form(number) else None
+    downloads = request.app[USE_CASES].downloads
+    found = await downloads.lookup(
+        presented, asked_for, conditional="If-None-Match" in request.headers
     )
     principal = await admit(request, found.token, presented)
     remote = remote_of(request)
     child = found.child
     if child is None:
-        refused = AuditLine(principal, "record_file.read", "not_found",
-                            number if well_formed else None, remote)  # fmt: skip
-        await api.book.keep(ReadEntry(audit=(refused,)))
-        raise not_found()
-    only_params(request)
+        await downloads.refused(principal, asked_for, remote)
+        raise NotFound()
+    if request.query:
+        query(request, NoQuery)
     if child.sha256 is None or child.size is None:
-        raise not_found()
+        raise NotFound()
+    if not child.servable:  # erased after retention (410), or damaged at rest (500)
+        await downloads.unavailable(principal, child, remote)
     sha, size = child.sha256, child.size
     etag, digest = f'"{sha}"', repr_digest(sha)
     headers = {
@@ -158,10 +103,7 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "private, no-cache",
     }
     if etag_matches(request.headers.get("If-None-Match", ""), etag):
-        await api.book.keep(
-            _entry(principal, child, via="not_modified", span=None, sent=0, complete=True,
-                   outcome="not_modified", remote=remote)
-        )  # fmt: skip
+        await downloads.not_modified(principal, child, remote)
         return web.Response(status=304, headers=headers)
     range_header = request.headers.get("Range")
     if_range = request.headers.get("If-Range")
@@ -173,89 +115,36 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
         exc = problem(416, "range_not_satisfiable", f"the file has {size} bytes")
         exc.headers["Content-Range"] = f"bytes */{size}"
         raise exc from None
-    first, last = (span.first, span.last) if span else (0, size - 1)
+    delivery = downloads.deliver(principal, child, span, remote, lambda: _connected(request))
     if span:
-        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        headers["Content-Range"] = f"bytes {delivery.first}-{delivery.last}/{size}"
     else:
         headers["Content-Digest"] = digest  # the content is the whole file here
     status = 206 if span else 200
     media_type = child.media_type or "application/octet-stream"
-    length = last - first + 1
-    sent, kept = 0, False
-
-    async def keep_delivered() -> None:
-        # Before the last bytes go: no client holds a whole file whose receipt and audit
-        # line are not committed (a crash cannot leave a complete read unaudited), and the
-        # school's next request already sees the file as pulled. If the commit fails, the
-        # last bytes are never sent.
-        nonlocal kept
-        if request.transport is None or request.transport.is_closing():
-            raise ConnectionResetError("the client went away")
-        kept = True
-        await api.book.keep(
-            _entry(principal, child, via="file", span=span, sent=length,
-                   complete=last == size - 1, outcome="partial" if span else "ok",
-                   remote=remote)
-        )  # fmt: skip
-
     try:
-        if child.content is not None:
+        whole = await delivery.whole()
+        if whole is not None:
             # A small file is in hand: headers and body leave in one write.
-            body = child.content[first : last + 1]
-            if len(body) != length:
-                raise RuntimeError("stored record file is shorter than recorded")
             response: web.StreamResponse = web.Response(
-                status=status, headers=headers, body=body, content_type=media_type
+                status=status, headers=headers, body=whole, content_type=media_type
             )
-            await keep_delivered()
             await response.prepare(request)
-            await response.write_eof()
         else:
             response = web.StreamResponse(status=status, headers=headers)
             response.content_type = media_type
-            response.content_length = length
-            await response.prepare(request)
-            pos = first
-            while pos <= last:
-                data = await api.files.chunk(sha, pos, min(CHUNK_BYTES, last + 1 - pos))
-                if not data:
-                    raise RuntimeError("stored record file is shorter than recorded")
-                if pos + len(data) > last:
-                    await keep_delivered()
-                await response.write(data)
-                pos += len(data)
-                sent += len(data)
-            await response.write_eof()
+            response.content_length = delivery.length
+            # The headers go once the first chunk is opened: a file failing authentication
+            # still gets a clean refusal.
+            await delivery.stream(response.write, start=lambda: response.prepare(request))
+        await response.write_eof()
     finally:
-        if not kept:  # refused, short or cut off before the last bytes: say how far it got
-            await api.book.keep(
-                _entry(principal, child, via="file", span=span, sent=sent, complete=False,
-                       outcome="aborted", remote=remote)
-            )  # fmt: skip
+        await delivery.close()
     return response
 
 
-class _Sink:
-    """A write-only, unseekable file for zipfile; the handler drains it after each write."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-
-    def write(self, data: bytes) -> int:
-        self._buffer += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def take(self) -> bytes:
-        data = bytes(self._buffer)
-        self._buffer.clear()
-        return data
-
-
-def _entry_name(child: ChildView) -> str:
-    return child.student_number + _EXTENSIONS.get(child.file_media_type or "", ".bin")
+def _connected(request: web.Request) -> bool:
+    return request.transport is not None and not request.transport.is_closing()
 
 
 async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
@@ -263,10 +152,7 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
     principal = await authenticate(request)
     school_code = request.match_info["school_code"]
     school_in_scope(principal, school_code)
-    only_params(request, "entry_year")
-    entry_year = int_param(request, "entry_year", 2000, 2100)
-    api = request.app[SCHOOL_API]
-    remote = remote_of(request)
+    entry_year = query(request, ArchiveQuery).entry_year
     name = f"record-files-{school_code}-{entry_year or 'all'}.zip"
     response = web.StreamResponse(
         headers={
@@ -276,63 +162,18 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    sink = _Sink()
-    # Stored, not deflated: compressing hundreds of files would hold up the event loop,
-    # and the attachments inside record files are compressed already.
-    archive = zipfile.ZipFile(cast(IO[bytes], sink), "w", zipfile.ZIP_STORED, allowZip64=True)
-    stamp = dt.datetime.now().timetuple()[:6]
-    manifest: list[dict[str, object]] = []
-    after = 0
-    while True:
-        page = await api.pulls.school_children(
-            principal,
-            ListQuery(school_code=school_code, entry_year=entry_year, after_child_id=after,
-                      limit=ZIP_PAGE),
-        )  # fmt: skip
-        for child in page[:ZIP_PAGE]:
-            if child.file_sha256 is None or child.file_size is None:
-                continue
-            entry = zipfile.ZipInfo(_entry_name(child), date_time=stamp)
-            digest = hashlib.sha256()
-            sent = 0
-            with archive.open(entry, "w", force_zip64=child.file_size >= 2**31) as out:
-                while sent < child.file_size:
-                    size = min(CHUNK_BYTES, child.file_size - sent)
-                    data = await api.files.chunk(child.file_sha256, sent, size)
-                    if not data:
-                        raise RuntimeError("stored record file is shorter than recorded")
-                    out.write(data)
-                    digest.update(data)
-                    sent += len(data)
-                    await response.write(sink.take())
-            await response.write(sink.take())
-            manifest.append({
-                "name": entry.filename, "student_number": child.student_number,
-                "sha256": digest.hexdigest(), "size": sent,
-                "media_type": child.file_media_type,
-            })  # fmt: skip
-            kept = ChildFile(
-                child.child_id,
-                child.student_number,
-                child.school_code,
-                child.file_sha256,
-                child.file_size,
-                child.file_media_type,
-                None,
-            )
-            await api.book.keep(
-                _entry(principal, kept, via="zip", span=None, sent=sent, complete=True,
-                       outcome="ok", remote=remote)
-            )  # fmt: skip
-        if len(page) <= ZIP_PAGE:
-            break
-        after = page[ZIP_PAGE - 1].child_id
-    body = {"school_code": school_code, "entry_year": entry_year, "files": manifest}
-    archive.writestr(
-        zipfile.ZipInfo("manifest.json", date_time=stamp),
-        orjson.dumps(body, option=orjson.OPT_INDENT_2),
-    )
-    archive.close()
-    await response.write(sink.take())
+    downloads = request.app[USE_CASES].downloads
+    async for data in downloads.archive(principal, school_code, entry_year, remote_of(request)):
+        await response.write(data)
     await response.write_eof()
     return response
+
+
+def add_download_routes(app: web.Application) -> None:
+    """Register the file endpoints."""
+    app.router.add_get(
+        "/v1/schools/{school_code}/record-files.zip", get_record_files_zip, allow_head=False
+    )
+    app.router.add_get(
+        "/v1/handoffs/{student_number}/record-file", get_record_file, allow_head=False
+    )

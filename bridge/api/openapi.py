@@ -44,10 +44,14 @@ def _problems(*statuses: int) -> dict[str, Any]:
         404: "No such child or school for this token (`not_found`); the same answer whether"
         " or not it exists.",
         409: "The registry says another school admitted the child (`school_mismatch`).",
+        410: "The record file was erased after the hand-over completed (`gone`, with"
+        " `erased_at` and `reason`): the bridge keeps files only while a hand-over needs them.",
         415: "The body is not JSON (`unsupported_media_type`).",
         416: "The range is outside the file (`range_not_satisfiable`).",
         422: "The body is well-formed but cannot be true (`invalid`, `invalid_arrival`).",
-        500: "The bridge failed to answer (`server_error`); it is logged.",
+        500: "The bridge failed to answer (`server_error`); it is logged. For a record file,"
+        " `record_file_damaged`: its stored copy failed its integrity check, and no byte of it"
+        " is sent; it is fetched again from the preschool registry.",
         503: "The bridge's database is unavailable (`unavailable`): ask again after"
         " `Retry-After` seconds.",
     }
@@ -103,7 +107,9 @@ def _operations() -> dict[str, Any]:
             "operationId": "downloadRecordFilesZip",
             "summary": "Many record files at once, as a streamed ZIP with manifest.json",
             "description": "`manifest.json` (last entry) lists each file's name, student"
-            " number, sha256, size and media type. Every file in it counts as downloaded.",
+            " number, sha256, size and media type. Every file in it counts as downloaded."
+            " Files it cannot hold (erased after retention, or damaged) are listed under"
+            " `not_included` with the reason.",
             "parameters": [school, entry_year],
             "responses": {
                 "200": {"description": "A ZIP archive.",
@@ -136,7 +142,7 @@ def _operations() -> dict[str, Any]:
                 "206": {"description": "The requested range.", "headers": _file_headers(),
                         "content": {"*/*": {}}},
                 "304": {"description": "You hold this version already."},
-                **_problems(401, 404, 416),
+                **_problems(401, 404, 410, 416),
             },
         }},
         "/v1/handoffs/{student_number}/arrival": {"post": {

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
+from bridge.errors import (
+    AccessDenied,
+    BridgeError,
+    Conflict,
+    InputRefused,
+    NotFound,
+    RecordFileDamaged,
+    RecordFileGone,
+)
+from bridge.failures import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -48,39 +57,83 @@ def problem(status: int, code: str, message: str, **extra: Any) -> web.HTTPExcep
     return exc
 
 
-@web.middleware
-async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn aiohttp's own errors (404 route, 405, bad JSON) into problem+json as well, and
-    so the unforeseen: the database away (503, worth retrying) and any other failure (500).
+def status_of(exc: BridgeError) -> int | None:
+    """The HTTP status of a refusal the services raise; None for anything else (a 500)."""
+    if isinstance(exc, AccessDenied):
+        return exc.status
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Conflict):
+        return 409
+    if isinstance(exc, InputRefused):
+        return 422
+    if isinstance(exc, RecordFileGone):
+        return 410
+    if isinstance(exc, RecordFileDamaged):
+        return 500  # ours, not the caller's: said plainly, never a byte of the file
+    return None
+
+
+def details_of(exc: BridgeError) -> dict[str, Any]:
+    """Fields a refusal adds to its problem body beside code and message."""
+    if isinstance(exc, RecordFileGone):
+        return {"erased_at": exc.erased_at.isoformat(), "reason": exc.reason}
+    return {}
+
+
+def problems_middleware(database_away: tuple[type[BaseException], ...]) -> Middleware:
+    """Every answer that is not a success as problem+json: the services' refusals by their
+    family (status_of), aiohttp's own errors (404 route, 405, bad JSON), and the unforeseen:
+    the database away (*database_away*: 503, worth retrying) and any other failure (500).
     """
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.content_type == PROBLEM_JSON or exc.status < 400:
-            raise
-        refusal = problem(exc.status, _code_for(exc.status), exc.reason)
-        if "Allow" in exc.headers:  # 405 must say which methods the resource has
-            refusal.headers["Allow"] = exc.headers["Allow"]
-        raise refusal from None
-    except Exception as exc:
-        if request.transport is None or request.transport.is_closing():
-            raise  # the client is gone: there is no one to answer
-        if request.writer.output_size > 0:
-            # Part of the answer has gone: a problem now would land inside the body. Left to
-            # aiohttp, the connection is closed and the client sees the transfer cut short.
-            log.error("%s failed after the answer began: %s", _where(request), type(exc).__name__)
-            raise
-        where = _where(request)
-        if isinstance(exc, DATABASE_UNAVAILABLE):
-            log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
-            unavailable = problem(
-                503, "unavailable", "the bridge's database is unavailable; try again shortly"
-            )
-            unavailable.headers["Retry-After"] = str(RETRY_AFTER_S)
-            raise unavailable from None
-        frames = "".join(traceback.format_tb(exc.__traceback__))
-        log.error("%s failed: %s\n%s", where, type(exc).__name__, frames.rstrip())
-        raise problem(500, "server_error", "the bridge could not answer; it is logged") from None
+
+    @web.middleware
+    async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            # Written already: a problem, or a page of the console saying why.
+            if exc.content_type in (PROBLEM_JSON, "text/html") or exc.status < 400:
+                raise
+            refusal = problem(exc.status, _code_for(exc.status), exc.reason)
+            if "Allow" in exc.headers:  # 405 must say which methods the resource has
+                refusal.headers["Allow"] = exc.headers["Allow"]
+            raise refusal from None
+        except BridgeError as exc:
+            status = status_of(exc)
+            if status is None or _answer_began(request):
+                _failed(request, exc, database_away)
+            raise problem(status, exc.code, str(exc), **details_of(exc)) from None
+        except Exception as exc:
+            _failed(request, exc, database_away)
+
+    return problems
+
+
+def _failed(
+    request: web.Request, exc: Exception, database_away: tuple[type[BaseException], ...]
+) -> NoReturn:
+    if request.transport is None or request.transport.is_closing():
+        raise exc  # the client is gone: there is no one to answer
+    if _answer_began(request):
+        # Part of the answer has gone: a problem now would land inside the body. Left to
+        # aiohttp, the connection is closed and the client sees the transfer cut short.
+        log.error("%s failed after the answer began: %s", _where(request), type(exc).__name__)
+        raise exc
+    where = _where(request)
+    if isinstance(exc, database_away):
+        log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
+        unavailable = problem(
+            503, "unavailable", "the bridge's database is unavailable; try again shortly"
+        )
+        unavailable.headers["Retry-After"] = str(RETRY_AFTER_S)
+        raise unavailable from None
+    log_failure(log, "%s failed", where, exc=exc)
+    raise problem(500, "server_error", "the bridge could not answer; it is logged") from None
+
+
+def _answer_began(request: web.Request) -> bool:
+    return request.writer.output_size > 0
 
 
 def _where(request: web.Request) -> str:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from bridge.domain.arrival import Arrival
 from bridge.domain.events import Child, RecordFileClaim
 from bridge.domain.intake import IntakeRequest
-
-if TYPE_CHECKING:
-    from bridge.domain.handoff import Arrival
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,6 +78,9 @@ class ChildRecord:
     # Distinct events folded, applied or not: grows with every event recorded, even one
     # whose childseq is lower than the highest seen, which last_childseq cannot tell.
     events_folded: int = 0
+    # The child's personal data was erased after retention: nothing that needs it (an
+    # intake, a file, a correction, a number change) can be done any more.
+    erased: bool = False
 
     @property
     def numbers(self) -> frozenset[str]:
@@ -162,6 +165,7 @@ def _apply(record: ChildRecord, event: ChildEvent) -> ChildRecord:
         record,
         last_childseq=max(record.last_childseq, event.childseq),
         event_ids=record.event_ids | {event.event_id},
+        erased=record.erased or event.erased,
     )
 
 

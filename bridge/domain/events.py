@@ -29,6 +29,14 @@ class Child:
     nationality: str
 
 
+# The child of an event whose personal fields were erased after retention (retention.py):
+# nothing of the person is left, and nothing of it may be sent anywhere.
+ERASED_CHILD = Child(
+    name="", gender="", birth_date=dt.date.min, id_type="erased", id_number=None, nationality=""
+)
+ERASED = "erased"  # stands for an erased free-text field (a deferral's reason)
+
+
 @dataclass(frozen=True, slots=True)
 class RecordFileClaim:
     """Claim check for the record file (学籍档案): where it is and what its bytes must be."""
@@ -106,6 +114,7 @@ class ChildEvent:
     subject: str
     time: dt.datetime
     data: EventData
+    erased: bool = False  # its personal fields were erased after retention
 
     @property
     def numbers(self) -> frozenset[str]:

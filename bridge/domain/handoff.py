@@ -10,7 +10,6 @@ which is what makes every event order, duplicate and crash come out the same.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from bridge.domain.actions import (
     UploadFile,
     Withdraw,
 )
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import ChildRecord, RecordStatus
-from bridge.domain.intake import IntakeRequest, KeyInfo
+from bridge.domain.intake import ERASED_KEY_INFO, IntakeRequest, KeyInfo
 
 
 class SetAsideReason(enum.StrEnum):
@@ -39,6 +39,9 @@ class SetAsideReason(enum.StrEnum):
     REGISTRY_REJECTED = "registry_rejected"
     FILE_REJECTED = "file_rejected"
     SCHOOL_MISMATCH = "school_mismatch"
+    # The bridge itself failed on this child again and again (a defect, not the data's
+    # fault as far as it can tell): for an engineer, with the error's type in the detail.
+    INTERNAL_ERROR = "internal_error"
 
 
 class Phase(enum.StrEnum):
@@ -85,14 +88,6 @@ class SetAside:
     reason: SetAsideReason
     detail: dict[str, str] = field(default_factory=dict)
     at_childseq: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Arrival:
-    """The school's report that the child actually arrived (实际报到)."""
-
-    school_code: str
-    arrived_on: dt.date
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +139,10 @@ class Handoff:
             # Deferred, cancelled, or not graduated yet: nothing may stay registered.
             for reg in self.registrations:
                 return Withdraw(reg.student_number, reg.entry_year)
+            return None
+        if record.erased:
+            # The child's data was erased after the hand-over completed: a withdrawal (above)
+            # needs none of it, everything else would send what is no longer there.
             return None
         intake = IntakeRequest.for_record(record)
         if self.verified_file_sha256 != intake.file_sha256:
@@ -330,6 +329,16 @@ class Handoff:
         """Park the case for an operator until a newer event or an operator's retry."""
         return dataclasses.replace(
             self, set_aside=SetAside(reason, dict(detail), record.last_childseq)
+        )
+
+    def erased(self) -> Handoff:
+        """The hand-over once the child's personal data is erased (retention): what the
+        registry holds stays known by number, year, terms digest and file digest."""
+        return dataclasses.replace(
+            self,
+            registrations=tuple(
+                dataclasses.replace(r, key_info=ERASED_KEY_INFO) for r in self.registrations
+            ),
         )
 
     def released(self) -> Handoff:

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 
 from bridge.domain.child_record import ChildRecord, RecordStatus
-from bridge.domain.events import Child
+from bridge.domain.events import ERASED_CHILD, Child
 from bridge.domain.intake_fields import KEY_INFO_FIELDS
 
 
@@ -31,6 +31,10 @@ class KeyInfo:
         return {
             f: getattr(other, f) for f in KEY_INFO_FIELDS if getattr(self, f) != getattr(other, f)
         }
+
+
+# What a registration's key information becomes once the child's data is erased.
+ERASED_KEY_INFO = KeyInfo.of(ERASED_CHILD)
 
 
 @dataclass(frozen=True, slots=True)

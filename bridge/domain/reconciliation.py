@@ -33,6 +33,7 @@ class Category(enum.StrEnum):
     FILE_DIGEST_MISMATCH = "file_digest_mismatch"
     FILE_NOT_DELIVERED = "file_not_delivered"
     FILE_NOT_PULLED = "file_not_pulled"
+    STORED_FILE_DAMAGED = "stored_file_damaged"
     NOT_ARRIVED = "not_arrived"
     OVERDUE = "overdue"
     DEFERRAL_EXPIRED = "deferral_expired"
@@ -96,6 +97,10 @@ CATEGORIES: dict[Category, CategoryInfo] = {
     Category.FILE_NOT_DELIVERED: CategoryInfo(
         "档案未送达", "File not delivered", Handling.AUTO_REPAIR,
         "Re-uploaded automatically from the bridge's verified copy."),
+    Category.STORED_FILE_DAMAGED: CategoryInfo(
+        "档案存储校验失败", "Stored file damaged", Handling.AUTO_REPAIR,
+        "The bridge's sealed copy failed its integrity check: fetched again from the preschool"
+        " registry automatically. See the audit log; if it recurs, suspect tampering."),
     Category.FILE_NOT_PULLED: CategoryInfo(
         "学校未接收档案", "File not pulled", Handling.OPERATOR,
         "Remind the school to take the record file in (接收学籍档案)."),
@@ -189,6 +194,8 @@ class LedgerEntry(NamedTuple):
     file_sha256: str | None = None  # the verified file, as claimed by the graduation
     arrived: bool = False
     file_pulled: bool = False
+    erased: bool = False  # personal data and record file erased after retention
+    file_damaged: bool = False  # the stored file failed authentication at rest
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +291,11 @@ def classify(
         found.add(Category.LOST_UPSTREAM)
 
     if ledger is not None:
+        if ledger.erased:
+            # The ledger keeps numbers, digests and dates only: its identity number is gone.
+            detail["personal_data_erased"] = "true"
+        elif ledger.file_damaged:
+            found.add(Category.STORED_FILE_DAMAGED)
         if ledger.set_aside_reason:
             detail["set_aside_reason"] = ledger.set_aside_reason
             if ledger.set_aside_code:
@@ -337,7 +349,8 @@ def _graduated(
         and registry is not None
         and at_registry
         and handed_over
-        and roster.id_number == ledger.id_number == registry.id_number
+        and roster.id_number == registry.id_number
+        and (ledger.erased or ledger.id_number == roster.id_number)
         and reg_sha is not None
         and reg_sha == ledger.file_sha256
         # The ledger learns the school only from the intake's answer; none known agrees.
@@ -355,7 +368,14 @@ def _graduated(
     elif not handed_over and ledger.phase in _UNDER_WAY:
         found.add(Category.IN_FLIGHT)
 
-    if handed_over and not ledger.file_pulled and ledger.handed_over_on is not None:
+    # After erasure there is no file left to pull: the school has the child (and the file
+    # from the registry); a reminder would ask for the impossible.
+    if (
+        handed_over
+        and not ledger.file_pulled
+        and not ledger.erased
+        and ledger.handed_over_on is not None
+    ):
         pull_by = cal.add_working_days(ledger.handed_over_on, policy.file_not_pulled_days)
         if pull_by.passed(policy.today):
             _deadline_detail(detail, "pull_by", pull_by)

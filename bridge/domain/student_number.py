@@ -29,6 +29,9 @@ class NumberForm(enum.StrEnum):
     TEMPORARY = "L"  # L + region + birth date + 4 random digits, no check character
 
 
+# The shape of any number, before its check characters are looked at (fullmatch: no "$"
+# that a trailing newline slips past).
+NUMBER_FORM = re.compile(r"[GJL][0-9]{17}[0-9X]")
 _J_PATTERN = re.compile(r"^\d{6}(\d{8})\d{3}[0-9X]$")
 _L_PATTERN = re.compile(r"^\d{6}(\d{8})\d{4}$")
 
@@ -37,7 +40,8 @@ def _birth_date(yyyymmdd: str) -> dt.date:
     try:
         return dt.datetime.strptime(yyyymmdd, "%Y%m%d").date()
     except ValueError as exc:
-        raise InvalidStudentNumber(f"birth date {yyyymmdd} is not a calendar date") from exc
+        # The digits are a birth date: personal data, kept out of the message.
+        raise InvalidStudentNumber("the birth date it holds is not a calendar date") from exc
 
 
 @functools.lru_cache(maxsize=4096)
@@ -117,6 +121,11 @@ class StudentNumber:
 
     def __str__(self) -> str:
         return self.value
+
+
+def has_number_form(value: str) -> bool:
+    """Whether *value* is shaped like a student number (G, J or L and 18 more)."""
+    return NUMBER_FORM.fullmatch(value) is not None
 
 
 def mask(value: str | None) -> str:

@@ -17,6 +17,14 @@ from typing import Any
 import chinese_calendar
 
 _SATURDAY = 5
+# China has one time zone and no daylight saving: a fixed offset is exact.
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+
+
+def day_in_china(now: dt.datetime) -> dt.date:
+    """The calendar day in China at *now* (an aware datetime): deadlines, arrival dates
+    and cohorts are counted in Chinese days."""
+    return now.astimezone(CHINA).date()
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,6 @@ import logging
 import time
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import RegistryCall, start_journal
-from bridge.adapters.postgres.ledger import ChildState, Ledger
-from bridge.adapters.postgres.ledger_batch import VerifiedFile
-from bridge.adapters.postgres.record_files import RecordFileStore
-from bridge.adapters.preschool_registry import PreschoolRegistry
-from bridge.adapters.primary_registry import PrimaryRegistry
 from bridge.domain.actions import (
     Action,
     ChangeNumber,
@@ -27,8 +21,12 @@ from bridge.domain.handoff import Handoff, SetAsideReason
 from bridge.domain.intake import IntakeRequest, KeyInfo
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.domain.student_number import mask
-from bridge.errors import LeaseLost, NeedsOperator, NotRegistered, RetryLater
+from bridge.errors import LeaseLost, NeedsOperator, NotRegistered, RecordFileDamaged, RetryLater
 from bridge.metrics import Metrics
+from bridge.services.call_journal import RegistryCall, start_journal
+from bridge.services.ports.files import RecordFiles, VerifiedFile
+from bridge.services.ports.ledger import ChildState, HandoffLedger
+from bridge.services.ports.registries import SourceRegistry, TargetRegistry
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +39,10 @@ MAX_STEPS_PER_LEASE = 12
 class HandoffPorts:
     """What driving a hand-over needs from the outside world."""
 
-    ledger: Ledger
-    files: RecordFileStore
-    preschool: PreschoolRegistry
-    registry: PrimaryRegistry
+    ledger: HandoffLedger
+    files: RecordFiles
+    preschool: SourceRegistry
+    registry: TargetRegistry
     metrics: Metrics
     retry: RetryPolicy
 
@@ -88,9 +86,17 @@ class HandoffDriver:
             action = progress.handoff.next_action(state.record)
             if action is None:
                 # Done or set aside: the write releases the lease (also when leased with
-                # nothing to do, which gives the lease back).
-                await self._write(state, progress, calls, lease)
-                return
+                # nothing to do, which gives the lease back) ...
+                written = await self._write(state, progress, calls, lease)
+                if (
+                    written.record is state.record
+                    or written.handoff.next_action(written.record) is None
+                ):
+                    return
+                # ... unless an event arrived meanwhile (a correction close behind the
+                # graduation): the lease is still ours, go on from the newest facts.
+                state = written
+                continue
             intent = progress.handoff.attempting(action)
             if intent != progress.handoff or progress.stale(self._renew_after_s):
                 # Durable before the call: a crash or time-out after the registry acted must
@@ -148,14 +154,20 @@ class HandoffDriver:
         match action:
             case FetchFile(claim):
                 content = await self._p.preschool.fetch_record_file(claim)
-                progress.fetched(VerifiedFile(claim.sha256, claim.media_type, content))
+                # Sealed here, before the ledger's statement: the database never sees it clear.
+                progress.fetched(self._p.files.verified(claim.sha256, claim.media_type, content))
                 return h.file_verified(claim.sha256)
             case SubmitIntake(intake, key):
                 result = await reg.put_intake(intake, key)
                 return h.intake_registered(intake, result.school_code)
             case UploadFile(number, sha256, media_type):
-                stored = progress.content(sha256) or await self._p.files.content(sha256)
-                if stored is None:  # the store lost it? fetch it again
+                try:
+                    stored = progress.content(sha256) or await self._p.files.content(
+                        sha256, about=record.student_number
+                    )
+                except RecordFileDamaged:  # reported by the store; the source keeps a copy
+                    stored = None
+                if stored is None:  # the store lost it (or it failed authentication): fetch
                     return h.file_verified("")
                 try:
                     await reg.put_record_file(number, stored, media_type, sha256)

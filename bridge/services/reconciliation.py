@@ -19,16 +19,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
-import asyncpg
-import orjson
-from pydantic import TypeAdapter
-
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.calendar import CalendarStore
-from bridge.adapters.postgres.ledger import Ledger
-from bridge.adapters.postgres.reconciliation_store import ItemWriter, ReconciliationStore, RunInfo
-from bridge.adapters.preschool_registry import PreschoolRegistry
-from bridge.adapters.primary_registry import PrimaryRegistry
 from bridge.domain.child_record import ChildRecord
 from bridge.domain.handoff import Handoff
 from bridge.domain.reconciliation import (
@@ -38,27 +28,33 @@ from bridge.domain.reconciliation import (
     Policy,
     classify,
 )
-from bridge.errors import BridgeError
+from bridge.domain.working_days import day_in_china
+from bridge.errors import BridgeError, Conflict
+from bridge.services.ports.access import Audit
+from bridge.services.ports.clock import Clock
+from bridge.services.ports.ledger import Amendments
+from bridge.services.ports.reconciliation import (
+    Calendars,
+    FindingsWriter,
+    Numbered,
+    ReconciliationRuns,
+    RunInfo,
+)
+from bridge.services.ports.registries import SourceRegistry, TargetRegistry
 from schemas.registry import COHORT_STUDENTS, ROSTER_ITEMS, CohortStudent, RosterItem
 
 log = logging.getLogger(__name__)
 
-CHINA = dt.timezone(dt.timedelta(hours=8))  # no daylight saving: a fixed offset is exact
 MAX_PAGE = 5000  # registry-api.md: limit at most 5000
 REPAIR_ACTOR = "reconciliation"
 
 Progress = Callable[[str, int], None]
 
 
-class _Numbered(Protocol):
-    @property
-    def student_number(self) -> str: ...
+T = TypeVar("T", bound=Numbered)
 
 
-T = TypeVar("T", bound=_Numbered)
-
-
-class ReconciliationBusy(BridgeError):
+class ReconciliationBusy(Conflict):
     """Another run of this cohort is under way (on this or another instance)."""
 
     code = "reconciliation_running"
@@ -94,14 +90,14 @@ class ReconcileConfig:
 class ReconcilePorts:
     """What a run needs."""
 
-    pool: asyncpg.Pool
-    store: ReconciliationStore
-    ledger: Ledger
-    calendars: CalendarStore
-    preschool: PreschoolRegistry
-    registry: PrimaryRegistry
-    audit: AuditLog
+    store: ReconciliationRuns
+    ledger: Amendments
+    calendars: Calendars
+    preschool: SourceRegistry
+    registry: TargetRegistry
+    audit: Audit
     wake: Callable[[], None]
+    clock: Clock
 
 
 # Looks up the ledger's children that once held some of these numbers (former number ->
@@ -179,25 +175,6 @@ async def _pages(
                 await pending
 
 
-async def _staged(
-    pool: asyncpg.Pool, pages: AsyncIterator[Sequence[T]], adapter: TypeAdapter[list[T]]
-) -> AsyncGenerator[Sequence[T]]:
-    """*pages* sorted by student number, via a temporary table (for an unsorted side)."""
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "CREATE TEMP TABLE recon_stage (student_number text, body bytea) ON COMMIT DROP"
-        )
-        async for page in pages:
-            await conn.copy_records_to_table(
-                "recon_stage", records=[(x.student_number, orjson.dumps(x)) for x in page]
-            )
-        cursor = await conn.cursor(
-            'SELECT body FROM recon_stage ORDER BY student_number COLLATE "C"'
-        )
-        while rows := await cursor.fetch(MAX_PAGE):
-            yield adapter.validate_json(b"[" + b",".join(r["body"] for r in rows) + b"]")
-
-
 class _FewerCollections:
     """While any scan runs, collect the youngest generation after 200,000 new objects, not 700.
 
@@ -234,7 +211,11 @@ class _Scan:
     """The merge of one attempt and what it found: counts, repairs, provisional deadlines."""
 
     def __init__(
-        self, writer: ItemWriter, policy: Policy, max_repairs: int, former_holders: FormerHolders
+        self,
+        writer: FindingsWriter,
+        policy: Policy,
+        max_repairs: int,
+        former_holders: FormerHolders,
     ) -> None:
         self.writer, self.policy, self.max_repairs = writer, policy, max_repairs
         self.former_holders = former_holders
@@ -371,11 +352,6 @@ class _Scan:
                 break  # one repair per child: re-submitting re-uploads as well
 
 
-def today_in_china() -> dt.date:
-    """The calendar day in China now: deadlines are counted in Chinese working days."""
-    return dt.datetime.now(CHINA).date()
-
-
 class Reconciler:
     """Runs reconciliations and makes their safe repairs."""
 
@@ -404,7 +380,7 @@ class Reconciler:
             if not got:
                 return None
             last = await self._p.store.last_started(entry_year)
-            if last is not None and (dt.datetime.now(dt.UTC) - last).total_seconds() < interval_s:
+            if last is not None and (self._p.clock.now() - last).total_seconds() < interval_s:
                 return None
             return await self._run_locked(entry_year, "schedule", "scheduler", None, None)
 
@@ -416,7 +392,7 @@ class Reconciler:
         today: dt.date | None,
         progress: Progress | None,
     ) -> RunInfo:
-        day = today or today_in_china()
+        day = today or day_in_china(self._p.clock.now())
         run = await self._p.store.start(entry_year, trigger=trigger, actor=actor, as_of=day)
         staged: set[str] = set()
         while True:
@@ -465,10 +441,10 @@ class Reconciler:
             listings.push_async_callback(roster_pages.aclose)
             listings.push_async_callback(registry_pages.aclose)
             if "roster" in staged:
-                roster_pages = _staged(self._p.pool, roster_pages, ROSTER_ITEMS)
+                roster_pages = self._p.store.sorted_by_number(roster_pages, ROSTER_ITEMS)
                 listings.push_async_callback(roster_pages.aclose)
             if "registry" in staged:
-                registry_pages = _staged(self._p.pool, registry_pages, COHORT_STUDENTS)
+                registry_pages = self._p.store.sorted_by_number(registry_pages, COHORT_STUDENTS)
                 listings.push_async_callback(registry_pages.aclose)
             roster = _Side("roster", roster_pages, progress)
             registry = _Side("registry", registry_pages, progress)
@@ -526,9 +502,20 @@ def _repair_change(
     which then moves it to the current number (B4) or withdraws it (B3).
     """
     if category is Category.FORMER_NUMBER_REGISTERED:
-        return lambda record, handoff: handoff.stray_found(record, number, entry_year)
+        return lambda record, handoff: (
+            None if record.erased else handoff.stray_found(record, number, entry_year)
+        )
+    if category is Category.STORED_FILE_DAMAGED:
+        # Forgetting the verified file makes the hand-over fetch it again from the preschool
+        # registry (which keeps its copy), check it against its claim and store it anew.
+        return lambda record, handoff: (
+            None if record.erased or handoff.verified_file_sha256 is None
+            else handoff.file_verified("")
+        )  # fmt: skip
 
     def change(record: ChildRecord, handoff: Handoff) -> Handoff | None:
+        if record.erased:
+            return None  # nothing left to re-submit with: the report shows it to operators
         if handoff.registered(record) is None or record.student_number != number:
             return None  # moved on since the run looked: nothing to repair any more
         return handoff.registration_missing(number)

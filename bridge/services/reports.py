@@ -14,18 +14,16 @@ import hmac
 import io
 from collections.abc import AsyncIterator, Iterable
 
-import asyncpg
 import orjson
 
-from bridge.adapters.postgres.reconciliation_store import (
-    ALL,
-    Item,
-    ReconciliationStore,
-    RunInfo,
-    Scope,
-)
+from bridge.domain.access import Principal
 from bridge.domain.reconciliation import CATEGORIES, Category
 from bridge.domain.student_number import mask
+from bridge.errors import Forbidden
+from bridge.services.acting import Acting
+from bridge.services.ports.access import Audit
+from bridge.services.ports.reconciliation import ALL, Findings, Item, RunInfo, Scope
+from bridge.services.reconciliation import Progress, Reconciler
 
 
 def run_summary(run: RunInfo) -> dict[str, object]:
@@ -44,9 +42,7 @@ def run_summary(run: RunInfo) -> dict[str, object]:
     }
 
 
-async def report_json(
-    store: ReconciliationStore, run: RunInfo, scope: Scope = ALL
-) -> AsyncIterator[bytes]:
+async def report_json(store: Findings, run: RunInfo, scope: Scope = ALL) -> AsyncIterator[bytes]:
     """The run's report as one JSON object, in chunks.
 
     ``{"entry_year", "run_id", "finished_at", ..., "changes": {NAME: {"new", "resolved"}},
@@ -81,14 +77,6 @@ async def report_json(
             first = False
         yield b"]}"
     yield b"}}"
-
-
-async def pseudonym_key(pool: asyncpg.Pool) -> bytes:
-    """The key of export pseudonyms (made by migration 005; never leaves the database)."""
-    value: str = await pool.fetchval(
-        "SELECT value FROM operator_secrets WHERE name = 'export_pseudonym_key'"
-    )
-    return value.encode()
 
 
 def pseudonym(key: bytes, student_number: str) -> str:
@@ -130,8 +118,7 @@ def items_csv(items: Iterable[Item], key: bytes, *, header: bool = True) -> str:
 
 
 async def export_csv(
-    store: ReconciliationStore,
-    pool: asyncpg.Pool,
+    store: Findings,
     run: RunInfo,
     *,
     categories: list[str] | None,
@@ -140,7 +127,7 @@ async def export_csv(
     page: int = 5000,
 ) -> AsyncIterator[str]:
     """A de-identified CSV of findings, page by page."""
-    key = await pseudonym_key(pool)
+    key = await store.pseudonym_key()
     offset = 0
     while True:
         items = await store.items(
@@ -150,3 +137,70 @@ async def export_csv(
         if len(items) < page:
             return
         offset += page
+
+
+def scope_for(principal: Principal, county: str | None, kindergarten: str | None) -> Scope:
+    """The principal's scope, narrowed by an operator's county and kindergarten filters."""
+    if principal.is_county:
+        if county and county != principal.county_code:
+            raise Forbidden("a county operator sees only their own county")
+        county = principal.county_code
+    return Scope(county or None, kindergarten or None)
+
+
+class Reporting:
+    """Operators' reconciliation work: running one, reading and exporting runs, audited."""
+
+    def __init__(self, findings: Findings, audit: Audit, reconciler: Reconciler) -> None:
+        self.findings = findings
+        self._audit = audit
+        self._reconciler = reconciler
+
+    async def reconcile(
+        self, entry_year: int, *, trigger: str, who: Acting, progress: Progress | None = None
+    ) -> RunInfo:
+        """Run one now (ReconciliationBusy if one is under way)."""
+        run = await self._reconciler.run(
+            entry_year, trigger=trigger, actor=who.actor, progress=progress
+        )
+        await self._audit.record(
+            action="reconcile.run", outcome="finished", principal=who.principal,
+            actor=who.actor, remote=who.remote,
+            detail={"run_id": run.run_id, "entry_year": entry_year},
+        )  # fmt: skip
+        return run
+
+    async def runs(self, entry_year: int | None = None) -> list[RunInfo]:
+        """Stored runs, newest first."""
+        return await self.findings.runs(entry_year)
+
+    async def finished(self, run_id: int | None, entry_year: int | None) -> RunInfo | None:
+        """Run *run_id* if it finished; without an id, the cohort's latest finished run."""
+        if run_id is None:
+            return await self.findings.latest(entry_year) if entry_year is not None else None
+        run = await self.findings.get(run_id)
+        return run if run is not None and run.status == "finished" else None
+
+    async def opened(self, run_id: int, who: Acting) -> None:
+        """An operator opens a run's report (audited before it is looked up)."""
+        await self._audit.record(
+            action="reconcile.report", outcome="ok", principal=who.principal, actor=who.actor,
+            remote=who.remote, detail={"run_id": run_id},
+        )  # fmt: skip
+
+    async def exported(self, run: RunInfo, who: Acting, **detail: str) -> None:
+        """An operator takes findings out of the report (JSON items or CSV)."""
+        await self._audit.record(
+            action="reconcile.export", outcome="ok", principal=who.principal, actor=who.actor,
+            remote=who.remote, detail={"run_id": run.run_id, **detail},
+        )  # fmt: skip
+
+    def report_json(self, run: RunInfo, scope: Scope = ALL) -> AsyncIterator[bytes]:
+        """The run's report as one JSON object, in chunks."""
+        return report_json(self.findings, run, scope)
+
+    def export_csv(
+        self, run: RunInfo, *, categories: list[str] | None, scope: Scope, new_only: bool = False
+    ) -> AsyncIterator[str]:
+        """A de-identified CSV of findings, page by page."""
+        return export_csv(self.findings, run, categories=categories, scope=scope, new_only=new_only)

@@ -6,8 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.tokens import TokenStore
+from bridge.services.ports.access import Audit, TokenAccounts
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ SEALER = "system:sealer"
 
 
 async def seal_unused_tokens(
-    tokens: TokenStore, audit: AuditLog, *, actor: str = SEALER, now: dt.datetime | None = None
+    tokens: TokenAccounts, audit: Audit, *, actor: str = SEALER, now: dt.datetime | None = None
 ) -> list[str]:
     """Seal every token unused for 180 days; one audit entry per token sealed."""
     sealed = await tokens.seal_unused(now)
@@ -33,7 +32,7 @@ async def seal_unused_tokens(
 
 
 async def run_sealing(
-    tokens: TokenStore, audit: AuditLog, *, interval_s: float = SEAL_INTERVAL_S
+    tokens: TokenAccounts, audit: Audit, *, interval_s: float = SEAL_INTERVAL_S
 ) -> None:
     """Seal overdue tokens now and then every *interval_s*, until cancelled."""
     while True:

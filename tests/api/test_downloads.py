@@ -10,8 +10,8 @@ import zipfile
 import orjson
 import pytest
 
-from bridge.api.downloads import CHUNK_BYTES
 from bridge.domain.access import Role
+from bridge.services.downloads import CHUNK_BYTES
 from simulator.cohort import CohortChild
 from tests.support.school_api import (
     ENTRY_YEAR,

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
+from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.api.problems import PROBLEM_JSON, RETRY_AFTER_S, problems_middleware
 from tests.support.school_api import serving_app
 
@@ -37,7 +38,7 @@ PART = b"x" * 65536
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    app = web.Application(middlewares=[problems_middleware])
+    app = web.Application(middlewares=[problems_middleware(DATABASE_UNAVAILABLE)])
     app.router.add_get("/v1/away/{student_number}", database_away)
     app.router.add_get("/v1/broken/{student_number}", broken)
     app.router.add_get("/v1/cut/{student_number}", cut_short)

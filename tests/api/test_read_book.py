@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bridge.adapters.postgres.school_reads import AuditLine, ReadBook, ReadEntry, Receipt
+from bridge.adapters.postgres.school_reads import ReadBook
 from bridge.bootstrap import open_pool
 from bridge.domain.access import Principal, Role
+from bridge.services.ports.schools import AuditLine, ReadEntry, Receipt
 from bridge.settings import Settings
 from tests.conftest import MakeDatabase
 

@@ -11,12 +11,10 @@ import asyncpg
 import orjson
 import pytest
 
-from bridge.adapters.postgres.school_lookups import ListLookup, SchoolLookups
-from bridge.adapters.postgres.school_pulls import ListQuery
-from bridge.adapters.postgres.tokens import present
+from bridge.adapters.postgres.school_lookups import SchoolLookups
 from bridge.api.app import create_app
-from bridge.api.schools import SCHOOL_API
-from bridge.domain.access import Role
+from bridge.domain.access import Role, present
+from bridge.services.ports.schools import ListLookup, ListQuery
 from tests.support.school_api import (
     ENTRY_YEAR,
     SAME_COUNTY_SCHOOL,
@@ -30,10 +28,10 @@ pytestmark = pytest.mark.live
 
 @contextlib.asynccontextmanager
 async def own_app(api_env: SchoolApiEnv) -> AsyncIterator[tuple[str, SchoolLookups]]:
-    """An app of its own, so that its lookup statements can be counted."""
-    app = create_app(api_env.bridge)
+    """An app of its own on the bridge's shared lookups, whose statements are counted."""
+    app = create_app(api_env.bridge.use_cases)
     async with serving_app(app) as url:
-        yield url, app[SCHOOL_API].lookups
+        yield url, api_env.bridge.stores.lookups
 
 
 async def get_as(session: aiohttp.ClientSession, url: str, token: str) -> tuple[int, bytes]:

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from bridge.adapters.postgres.tokens import TokenStore
-from bridge.cli import main
+from bridge.entrypoints.cli import main
 from bridge.errors import TokenSealed, Unauthenticated
 from tests.conftest import MakeDatabase
 

@@ -45,7 +45,7 @@ async def console(
             bridge_settings.amqp_url, cohort, exchange=bridge_settings.events_exchange
         )
         await eventually(lambda: settled(bridge, 12), bool, what="settled")
-        runner = web.AppRunner(create_app(bridge), access_log=None)
+        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

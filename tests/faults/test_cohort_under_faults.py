@@ -2,11 +2,14 @@
 
 One scenario, all faults at once, on the real RabbitMQ, PostgreSQL and the simulator:
 every lifecycle case of the cohort generator; duplicates, reordering and malformed
-messages from the publisher; the registries answering 5xx, 429 with Retry-After, slower
-than the client time-out, and dropping connections; two bridge instances of which one
-or the other is SIGKILLed three times; RabbitMQ restarted once and PostgreSQL restarted
-once mid-run. Afterwards the registry is compared with the cohort's expected states
-child by child.
+messages from the publisher, the nastier ones included (control characters, deep nesting,
+numbers out of range, duplicate keys, other charsets, broken binary-mode headers, frames
+the AMQP library could not read); a third of the events sent by other publishers (the
+official CloudEvents SDK, binary and structured, and the other forms events.md allows); the
+registries answering 5xx, 429 with Retry-After, slower than the client time-out, and
+dropping connections; two bridge instances of which one or the other is SIGKILLed three
+times; RabbitMQ restarted once and PostgreSQL restarted once mid-run. Afterwards the
+registry is compared with the cohort's expected states child by child.
 
 Size: ``XUEJI_FAULTS_N`` children (CI runs the default; ``make faults N=100000`` the full
 run). Malformed messages scale with it: 10 000 per 100 000 children.
@@ -20,18 +23,22 @@ import json
 import os
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import asyncpg
 import pytest
 
 from bridge.settings import Settings
 from simulator.cohort import Cohort, generate_cohort
 from simulator.publisher import (
+    FORMS,
     MALFORMED_KINDS,
+    NASTY_KINDS,
     EventPublisher,
     OutgoingMessage,
     plan_messages,
@@ -40,6 +47,7 @@ from simulator.publisher import (
 from tests.conftest import PG_ADMIN_URL
 from tests.faults.services import require_service_control, restart_postgres, restart_rabbitmq
 from tests.integration.test_graduation_handoff import expected_view, registry_view
+from tests.support import raw_amqp
 from tests.support.bridge_process import BridgeProcess, settings_env
 from tests.support.sim import SimulatorHandle
 from tests.support.waiting import eventually
@@ -47,6 +55,9 @@ from tests.support.waiting import eventually
 pytestmark = [pytest.mark.live, pytest.mark.slow]
 
 N = int(os.environ.get("XUEJI_FAULTS_N", "2000"))
+ALL_MALFORMED = MALFORMED_KINDS + NASTY_KINDS
+# A third of the events come from other publishers, in every form events.md accepts.
+OTHER_FORMS = {form: 1 / 3 / len(FORMS) for form in FORMS}
 # Beyond the bridge's read time-out (bridge_settings: 2 s), so a slow answer is a failure.
 SLOW_S = 2.5
 FAULTS = {
@@ -137,7 +148,22 @@ async def crash_and_restart(bridge: BridgeProcess, kills: list[str]) -> None:
 
 
 def expected_events(plan: list[OutgoingMessage]) -> set[str]:
-    return {m.message_id for m in plan if m.kind in ("event", "duplicate")}
+    return {m.message_id for m in plan if m.kind in ("event", "duplicate") and m.message_id}
+
+
+def odd_frames() -> list[aio_pika.Message]:
+    """Messages the AMQP library could not read before (tests/support/raw_amqp.py)."""
+    body = b'{"specversion": "1.0"}'
+    headers = [
+        raw_amqp.table(raw_amqp.entry(b"\xff\xfename", b"t", b"\x01")),
+        raw_amqp.table(raw_amqp.entry(b"when", b"T", raw_amqp.timestamp(2**63 - 1))),
+        raw_amqp.nested(2000),
+        raw_amqp.table(raw_amqp.entry(b"text", b"S", raw_amqp.long_string(b"\x00\xff"))),
+    ]
+    frames = [aio_pika.Message(body, message_id=str(uuid.uuid4()), headers=h) for h in headers]
+    frames.append(aio_pika.Message(body, message_id=str(uuid.uuid4()),
+                                   content_type=raw_amqp.RawText(b"text/\xff")))  # fmt: skip
+    return frames
 
 
 def registry_mismatches(cohort: Cohort, dump: list[dict[str, Any]]) -> list[str]:
@@ -189,10 +215,11 @@ async def reconciliation_findings(settings: Settings, entry_year: int) -> dict[s
 
 @dataclass(frozen=True)
 class FaultyCohort:
-    """A cohort seeded at the preschool registry and what the publisher will make of it."""
+    """A cohort seeded at the preschool registry and what the publishers will make of it."""
 
     cohort: Cohort
     plan: list[OutgoingMessage]
+    frames: list[aio_pika.Message]  # sent as they are (send_odd_frames)
     malformed: dict[str, str]  # message id -> kind
     valid_events: set[str]
     handed_over: int  # children the registry should end up holding
@@ -201,19 +228,32 @@ class FaultyCohort:
 async def faulty_cohort(
     simulator: SimulatorHandle, n: int, *, seed: int, plan_seed: int
 ) -> FaultyCohort:
-    """Every lifecycle case, 20 % sent twice, shuffled and interleaved, malformed messages
-    mixed in (10 000 per 100 000 children); the registries' weather set to FAULTS."""
+    """Every lifecycle case, 20 % sent twice, shuffled and interleaved, a third of the
+    events in other publishers' forms, malformed messages mixed in (10 000 per 100 000
+    children, the nastier kinds included) and frames the AMQP library could not read; the
+    registries' weather set to FAULTS."""
     cohort = generate_cohort(2026, n, seed=seed)
     await seed_cohort(simulator.url, cohort)
+    count = max(len(ALL_MALFORMED), round(10_000 * n / 100_000))
+    kinds = [ALL_MALFORMED[i % len(ALL_MALFORMED)] for i in range(count)]
     plan = plan_messages(
         cohort, duplicate_fraction=0.2, shuffle_children=True, interleave=True,
-        malformed=max(len(MALFORMED_KINDS), round(10_000 * n / 100_000)), seed=plan_seed,
+        malformed=collections.Counter(kinds), forms=OTHER_FORMS, seed=plan_seed,
     )  # fmt: skip
+    frames = odd_frames()
+    malformed = {m.message_id: m.kind for m in plan if m.kind in ALL_MALFORMED}
+    malformed |= {str(f.message_id): "odd_frame" for f in frames}
     await simulator.set_faults(registry=FAULTS, preschool=FAULTS)
     return FaultyCohort(
-        cohort, plan, {m.message_id: m.kind for m in plan if m.kind in MALFORMED_KINDS},
-        expected_events(plan), sum(c.expected_outcome == "handed_over" for c in cohort.children),
+        cohort, plan, frames, malformed, expected_events(plan),
+        sum(c.expected_outcome == "handed_over" for c in cohort.children),
     )  # fmt: skip
+
+
+async def send_odd_frames(settings: Settings, run: FaultyCohort) -> None:
+    """Publish *run*'s odd frames to the events exchange (through the first node listed)."""
+    first_node = settings.amqp_url.split(",")[0]
+    await raw_amqp.publish_raw(first_node, settings.events_exchange, "child.graduated", run.frames)
 
 
 async def until_settled(ledger: Ledger, run: FaultyCohort, *, timeout_s: float) -> None:
@@ -283,6 +323,7 @@ async def test_a_cohort_survives_crashes_restarts_and_a_failing_registry(
     for bridge in bridges:
         await bridge.start()
     try:
+        await send_odd_frames(settings, run)
         publishing = asyncio.create_task(publish_through_outages(settings, plan))
         await until(ledger.progress, "events", len(valid_events) // 10)
         await crash_and_restart(bridges[0], kills)

@@ -4,7 +4,9 @@ On engines the suite starts itself on this machine: three RabbitMQ nodes cluster
 their own ports, a PostgreSQL primary with a synchronous standby on theirs, two bridge
 instances given both lists (``BRIDGE_AMQP_URL`` of three nodes, a multi-host
 ``BRIDGE_DATABASE_URL``), the registries' simulator with its usual weather and a cohort
-with every lifecycle case, duplicates, reordering and malformed messages. During the run:
+with every lifecycle case, duplicates, reordering, a third of the events in other
+publishers' forms, and malformed messages (the nastier kinds and odd frames included), as
+the fault suite sends them (tests/faults). During the run:
 
 1. SIGKILL of the broker node that leads the events queue (the node the first bridge is
    connected to, which declared the queues);
@@ -38,12 +40,14 @@ import pytest
 
 from bridge.settings import Settings
 from simulator.publisher import OutgoingMessage
+from tests.conftest import FILE_KEYS
 from tests.faults.test_cohort_under_faults import (
     Ledger,
     assert_came_through,
     expected_events,
     faulty_cohort,
     publish_through_outages,
+    send_odd_frames,
     until_settled,
 )
 from tests.faults_ha.postgres_pair import PostgresPair
@@ -167,6 +171,7 @@ def first_seen(
 
 def settings_for(simulator: SimulatorHandle, cluster: RabbitCluster, pg: PostgresPair) -> Settings:
     return Settings(
+        file_keys=FILE_KEYS,
         amqp_url=cluster.urls, database_url=pg.dsn("xueji_ha"),
         registry_url=f"{simulator.url}/registry", preschool_url=f"{simulator.url}/preschool",
         events_exchange="preschool.events", queue_prefix="xueji.ha", instance_id="ha",
@@ -218,6 +223,7 @@ async def test_a_cohort_survives_a_broker_node_the_database_primary_and_a_bridge
         await bridge.start()
     watch.start()
     try:
+        await send_odd_frames(settings, run)
         publish(pieces[0])
 
         # 1. The broker node leading the events queue dies.

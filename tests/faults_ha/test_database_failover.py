@@ -31,7 +31,7 @@ from bridge.bootstrap import Bridge, running_bridge
 from bridge.settings import Settings
 from simulator.cohort import Cohort, generate_cohort
 from simulator.publisher import publish_cohort, seed_cohort
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, FILE_KEYS
 from tests.faults.test_cohort_under_faults import reconciliation_findings
 from tests.faults_ha.postgres_pair import PostgresPair
 from tests.integration.test_graduation_handoff import expected_view, registry_view, settled
@@ -46,6 +46,7 @@ GRADUATED = "child.graduated"
 
 def settings_for(pg: PostgresPair, simulator: SimulatorHandle, names: dict[str, str]) -> Settings:
     return Settings(
+        file_keys=FILE_KEYS,
         database_url=pg.dsn(f"xueji_failover_{uuid.uuid4().hex[:6]}"), amqp_url=AMQP_URL,
         registry_url=f"{simulator.url}/registry", preschool_url=f"{simulator.url}/preschool",
         events_exchange=names["exchange"], queue_prefix=names["prefix"],

@@ -15,7 +15,8 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from bridge.adapters.amqp_cluster import ClusterConnection, connect_cluster, publish_confirmed
+from bridge.adapters.amqp_cluster import ClusterConnection, connect_cluster
+from consumers.republish import publish_confirmed
 from consumers.topology import TopologyNames, declare
 from tests.conftest import AMQP_URL
 from tests.support.bridge_process import free_port
@@ -33,7 +34,7 @@ def names_for(amqp_names: dict[str, str], group_size: int | None = 3) -> Topolog
     return TopologyNames(
         events_exchange=amqp_names["exchange"], events_queue=f"{prefix}.events",
         parked_exchange=f"{prefix}.parked", parked_queue=f"{prefix}.parked",
-        quorum_initial_group_size=group_size,
+        unrecorded_queue=f"{prefix}.unrecorded", quorum_initial_group_size=group_size,
     )  # fmt: skip
 
 

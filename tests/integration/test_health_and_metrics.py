@@ -24,7 +24,7 @@ async def test_ready_and_metrics_tell_what_happened(
     cohort = generate_cohort(2026, 6, seed=31, mix={"graduated": 1.0})
     await seed_cohort(simulator.url, cohort)
     async with running_bridge(bridge_settings) as bridge:
-        runner = web.AppRunner(create_app(bridge))
+        runner = web.AppRunner(create_app(bridge.use_cases))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -10,9 +10,10 @@ import asyncpg
 import orjson
 import pytest
 
-from bridge.adapters.postgres.ledger import ChildState, Ledger
+from bridge.adapters.postgres.ledger import Ledger
 from bridge.domain.events import ChildEvent
 from bridge.errors import LeaseLost
+from bridge.services.ports.ledger import ChildState
 from schemas.events import parse_event
 from simulator.cohort import generate_cohort
 

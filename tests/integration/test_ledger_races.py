@@ -12,14 +12,16 @@ import asyncpg
 import orjson
 import pytest
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.derived import Derived
-from bridge.adapters.postgres.ledger import ChildState, Ledger
+from bridge.adapters.postgres.ledger import Ledger
 from bridge.adapters.postgres.ledger_batch import NewChild, record_new_children
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import fold
-from bridge.domain.handoff import Arrival, Handoff
+from bridge.domain.handoff import Handoff
 from bridge.domain.intake import IntakeRequest
 from bridge.errors import LeaseLost
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.ledger import ChildState
 from simulator.cohort import generate_cohort
 from tests.support.wire_events import SHA, G, L, cancelled, ev, graduated, key_info, number_assigned
 

@@ -10,10 +10,9 @@ import orjson
 import pytest
 from aiohttp import web
 
-from bridge.bootstrap import running_bridge
+from bridge.bootstrap import operator_tools, running_bridge
 from bridge.domain.reconciliation import Category
 from bridge.errors import RegistryRejected
-from bridge.operations import standalone_operations
 from bridge.services.reconciliation import ReconciliationBusy
 from bridge.settings import Settings
 from simulator.cohort import TYPE_PREFIX, CohortChild, generate_cohort
@@ -41,11 +40,11 @@ def report(categories: dict[str, list[str]]) -> dict[str, set[str]]:
     return {k: set(v) for k, v in categories.items() if v}
 
 
-async def categories_of(ops: Any, run: Any) -> dict[str, list[str]]:
+async def categories_of(tools: Any, run: Any) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for category in Category:
         numbers: list[str] = []
-        async for batch in ops.runs.numbers(run, category.value):
+        async for batch in tools.stores.runs.numbers(run, category.value):
             numbers.extend(batch)
         out[category.value] = numbers
     return out
@@ -112,20 +111,22 @@ async def test_every_category_lists_exactly_the_children_made_for_it(
         await hands.report_arrival(simulator.url, n[i], school, "2026-09-01")
 
     settings = bridge_settings.model_copy(update={"reconcile_max_repairs": 0})
-    async with standalone_operations(settings) as ops:
-        before = await ops.reconciler.run(2026, trigger="test", today=DAY_OF_DEADLINE)
-        after = await ops.reconciler.run(2026, trigger="test", today=DAY_AFTER)
-        found_before = report(await categories_of(ops, before))
-        found = report(await categories_of(ops, after))
-        changes = await ops.runs.changes(after)
+    async with operator_tools(settings) as tools:
+        before = await tools.use_cases.reconciler.run(2026, trigger="test", today=DAY_OF_DEADLINE)
+        after = await tools.use_cases.reconciler.run(2026, trigger="test", today=DAY_AFTER)
+        found_before = report(await categories_of(tools, before))
+        found = report(await categories_of(tools, after))
+        changes = await tools.stores.runs.changes(after)
         items = {
             (i.category, i.student_number): i
-            for i in await ops.runs.items(after, categories=["lost_upstream", "overdue", "matched"])
+            for i in await tools.stores.runs.items(
+                after, categories=["lost_upstream", "overdue", "matched"]
+            )
         }
-        async with ops.runs.exclusive(2026) as held:
+        async with tools.stores.runs.exclusive(2026) as held:
             assert held
             with pytest.raises(ReconciliationBusy):
-                await ops.reconciler.run(2026, trigger="test")
+                await tools.use_cases.reconciler.run(2026, trigger="test")
 
     expected = {
         "matched": {n[0], n[1], *n[12:]},
@@ -229,11 +230,11 @@ async def test_a_page_that_breaks_the_contract_fails_the_run_saying_where(
     served, settings = listings
     served.serve("roster", [roster_item(1), roster_item(2), roster_item(3, state="left")])
     served.serve("registry", [registry_item(1)])
-    async with standalone_operations(settings) as ops:
+    async with operator_tools(settings) as tools:
         with pytest.raises(RegistryRejected) as refused:
-            await ops.reconciler.run(2026, trigger="test")
-        [run] = await ops.runs.runs(2026)
-        kept = await ops.pool.fetchval("SELECT count(*) FROM recon_items")
+            await tools.use_cases.reconciler.run(2026, trigger="test")
+        [run] = await tools.stores.runs.runs(2026)
+        kept = await tools.stores.pool.fetchval("SELECT count(*) FROM recon_items")
     where = "roster: the page breaks the contract: items.0.state: Input should be 'graduated'"
     assert str(refused.value).startswith(where)
     assert run.status == "failed" and run.error is not None and where in run.error
@@ -248,10 +249,10 @@ async def test_a_side_out_of_order_is_staged_and_reconciled_all_the_same(
     served.serve("roster", [roster_item(i) for i in (1, 2, 3, 4)])
     # The registry lists 4 before 2 and 3 on a later page: it is read once, then staged.
     served.serve("registry", [registry_item(i) for i in (1, 4, 2, 3, 5)])
-    async with standalone_operations(settings) as ops:
-        run = await ops.reconciler.run(2026, trigger="test")
-        restarted = (await ops.runs.runs(2026))[1]
-        found = report(await categories_of(ops, run))
+    async with operator_tools(settings) as tools:
+        run = await tools.use_cases.reconciler.run(2026, trigger="test")
+        restarted = (await tools.stores.runs.runs(2026))[1]
+        found = report(await categories_of(tools, run))
     assert restarted.status == "failed" and restarted.error is not None
     assert "restarted: registry is not in student-number order" in restarted.error
     assert run.status == "finished"
@@ -287,9 +288,9 @@ async def test_a_registration_left_under_a_former_number_is_found_and_taken_back
         return {s["student_number"]: s["status"] for s in await simulator.dump()}
 
     assert (await statuses())[former] == "registered"
-    async with standalone_operations(bridge_settings) as ops:
-        found = await ops.reconciler.run(2026, trigger="test")
-        items = await ops.runs.items(found, categories=["former_number_registered"])
+    async with operator_tools(bridge_settings) as tools:
+        found = await tools.use_cases.reconciler.run(2026, trigger="test")
+        items = await tools.stores.runs.items(found, categories=["former_number_registered"])
     assert found.counts["former_number_registered"] == 1
     assert found.counts["not_in_roster"] == 0
     assert [(i.student_number, i.detail) for i in items] == [(former, {"current_number": current})]
@@ -302,8 +303,8 @@ async def test_a_registration_left_under_a_former_number_is_found_and_taken_back
         )  # fmt: skip
         await eventually(lambda: settled(bridge, 3), bool, timeout_s=60, what="settled")
     assert (await statuses())[current] == "registered"
-    async with standalone_operations(bridge_settings) as ops:
-        after = await ops.reconciler.run(2026, trigger="test")
+    async with operator_tools(bridge_settings) as tools:
+        after = await tools.use_cases.reconciler.run(2026, trigger="test")
     assert after.counts["former_number_registered"] == 0
     # Three children handed over and matched; nobody reported their arrival in this test.
     assert {k: v for k, v in after.counts.items() if v} == {"matched": 3, "not_arrived": 3}

@@ -6,7 +6,7 @@ import aio_pika
 import pytest
 
 from bridge.bootstrap import Bridge, running_bridge
-from bridge.operations import operations_for
+from bridge.services.acting import Acting
 from bridge.settings import Settings
 from consumers.park import ORIGINAL_ROUTING_KEY, PARK_CODE, PARK_REASON
 from simulator.cohort import generate_cohort
@@ -27,7 +27,7 @@ async def test_a_child_deleted_at_the_registry_reappears_after_reconciliation_on
     n = [c.final_student_number for c in cohort.children]
     await seed_cohort(simulator.url, cohort)
     async with running_bridge(bridge_settings) as bridge:
-        ops = operations_for(bridge)
+        ops = bridge.use_cases
         await publish_cohort(
             bridge_settings.amqp_url, cohort, exchange=bridge_settings.events_exchange
         )
@@ -74,7 +74,7 @@ async def test_retrying_groups_hands_over_after_the_registry_recovers_without_du
         await hands.register_elsewhere(simulator.url, number, graduated_data(child))
     await seed_cohort(simulator.url, cohort)
     async with running_bridge(bridge_settings) as bridge:
-        ops = operations_for(bridge)
+        ops, cli = bridge.use_cases, Acting("cli:test")
         await publish_cohort(
             bridge_settings.amqp_url, [c.events for c in conflicted],
             exchange=bridge_settings.events_exchange,
@@ -82,34 +82,31 @@ async def test_retrying_groups_hands_over_after_the_registry_recovers_without_du
         event = parked.events[0]
         await park_event(bridge, __import__("orjson").dumps(event), "child.graduated", event["id"])
         await eventually(lambda: settled(bridge, 3), bool, what="set aside")
-        groups = await ops.recovery_store.set_aside_groups(None)
+        groups = await ops.recovery.set_aside_groups(cli)
         assert [(x.reason, x.count) for x in groups] == [("identity_conflict", 3)]
         assert groups[0].first_seen is not None
         parked_groups = await eventually(
-            ops.recovery_store.parked_groups, bool, what="parked message stored"
+            ops.recovery.parked_groups, bool, what="parked message stored"
         )
         assert [(x.reason, x.count) for x in parked_groups] == [("delivery_limit", 1)]
 
         # The county sorts the duplicates out at the registry; the operator retries.
         for number in elsewhere:
             await simulator.delete_student(number)
-        cases = await ops.recovery_store.set_aside_cases(None, reason="identity_conflict")
-        result = await ops.recovery.retry_handoffs(cases, None, "cli:test", group_key="g")
+        cases = await ops.recovery.set_aside_cases(cli, reason="identity_conflict")
+        result = await ops.recovery.retry_handoffs(cases, cli, group_key="g")
         assert sorted(result.retried) == sorted(c.final_student_number for c in conflicted)
-        messages = await ops.recovery_store.parked_messages(reason_code="delivery_limit")
-        done = await ops.recovery.retry_parked(messages, None, "cli:test")
+        messages = await ops.recovery.parked_messages("delivery_limit")
+        done = await ops.recovery.retry_parked(messages, cli)
         assert done.retried == [str(messages[0].id)]
         await eventually(lambda: settled(bridge, 4), bool, what="handed over")
         # Retrying again changes nothing: nothing is set aside or parked any more.
-        again = await ops.recovery.retry_handoffs(cases, None, "cli:test")
+        again = await ops.recovery.retry_handoffs(cases, cli)
         assert again.retried == []
-        again_parked = await ops.recovery.retry_parked(messages, None, "cli:test")
+        again_parked = await ops.recovery.retry_parked(messages, cli)
         assert again_parked.retried == []
-        print("H", flush=True)
-        outcomes = {r["kind"]: r["outcome"] for r in await ops.recovery_store.recent_retries()}
-        print("I", flush=True)
-        audit = await ops.audit.query(actor="cli:test")
-        print("J", flush=True)
+        outcomes = {r["kind"]: r["outcome"] for r in await ops.recovery.recent_retries(cli)}
+        audit = await bridge.audit.query(actor="cli:test")
     assert outcomes == {"handoff": "file_delivered", "parked_message": "processed"}
     assert {e.action for e in audit} == {"set_aside.retry", "parked.retry"}
     dump = await simulator.dump()

@@ -27,7 +27,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes ``xueji run`` use *settings*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
     for name, value in settings.model_dump().items():
-        env[f"BRIDGE_{name.upper()}"] = str(value)
+        if value is not None:  # unset stays unset (not the text "None")
+            env[f"BRIDGE_{name.upper()}"] = str(value)
     return env
 
 

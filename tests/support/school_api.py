@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp import web
 from multidict import CIMultiDict
 
+from bridge.adapters.file_crypto import new_key_line
 from bridge.api.app import create_app
 from bridge.bootstrap import Bridge, running_bridge
 from bridge.domain.access import Role
@@ -119,14 +120,14 @@ def settings_for(database_url: str, simulator_url: str, amqp_url: str, tag: str)
         events_exchange=f"preschool.events.test-{tag}", queue_prefix=f"xueji.test-{tag}",
         instance_id=f"test-{tag}", poll_interval_s=0.2, retry_base_s=0.2, retry_max_s=2.0,
         registry_read_timeout_s=2.0, registry_total_timeout_s=5.0,
-        registry_max_inline_wait_s=0.5, http_port=0,
+        registry_max_inline_wait_s=0.5, http_port=0, file_keys=new_key_line(f"test-{tag}"),
     )  # fmt: skip
 
 
 @contextlib.asynccontextmanager
 async def serving(bridge: Bridge) -> AsyncIterator[str]:
     """The bridge's HTTP API on a loopback port; yields its base URL."""
-    async with serving_app(create_app(bridge)) as url:
+    async with serving_app(create_app(bridge.use_cases)) as url:
         yield url
 
 

@@ -95,3 +95,19 @@ def cancelled(number: str, seq: int) -> dict[str, Any]:
 def ev(wire: dict[str, Any]) -> tuple[ChildEvent, bytes]:
     raw = orjson.dumps(wire)
     return parse_event(raw), raw
+
+
+def deferred(number: str, seq: int, until: str = "2027-08-31") -> dict[str, Any]:
+    return _wire(
+        "deferred",
+        number,
+        seq,
+        {
+            "student_number": number,
+            "entry_year": 2026,
+            "deferred_until": until,
+            "approved_by_county_code": "110108",
+            "reason": "health",
+            "kindergarten_code": "1111010873",
+        },
+    )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 from bridge.domain.actions import ChangeNumber, Withdraw
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import RecordStatus, fold
-from bridge.domain.handoff import Arrival, Handoff, Registration, SetAside, SetAsideReason
+from bridge.domain.handoff import Handoff, Registration, SetAside, SetAsideReason
 from bridge.domain.intake import IntakeRequest
 from tests.support.wire_events import G, L, cancelled, ev, graduated, key_info, number_assigned
 

@@ -72,7 +72,7 @@ def test_every_category_has_labels_and_a_handling() -> None:
     assert all(i.zh and i.en and i.action for i in CATEGORIES.values())
     assert {
         C.MISSING_AT_REGISTRY, C.FILE_DIGEST_MISMATCH, C.FILE_NOT_DELIVERED,
-        C.FORMER_NUMBER_REGISTERED,
+        C.FORMER_NUMBER_REGISTERED, C.STORED_FILE_DAMAGED,
     } == AUTO_REPAIRED  # fmt: skip
     assert C.MATCHED not in WORKLIST and C.NOT_ARRIVED in WORKLIST
 
@@ -222,3 +222,28 @@ def test_the_categories_never_contradict_each_other(
         assert at_registry
     if C.MISSING_AT_REGISTRY in found:
         assert not at_registry
+
+
+def test_a_child_whose_data_was_erased_still_matches_without_its_identity_number() -> None:
+    erased = L(phase="enrolled", id_number=None, erased=True, arrived=True)
+    finding = classify(roster, erased, G(status="enrolled"), POLICY)
+    assert set(finding.categories) == {C.MATCHED}
+    assert finding.detail["personal_data_erased"] == "true"
+    # Not erased, a missing identity number is a mismatch as before.
+    assert C.MATCHED not in cats(roster, L(id_number=None), registry)
+
+
+def test_an_erased_file_is_not_a_file_to_remind_the_school_to_pull() -> None:
+    late = dt.date(2026, 9, 30)
+    assert C.FILE_NOT_PULLED in cats(roster, L(phase="enrolled"), registry, today=late)
+    erased = L(phase="enrolled", id_number=None, erased=True)
+    found = cats(roster, erased, registry, today=late)
+    assert C.FILE_NOT_PULLED not in found
+    assert not found & {C.FILE_NOT_DELIVERED, C.FILE_DIGEST_MISMATCH, C.MISSING_AT_REGISTRY}
+
+
+def test_a_stored_file_that_failed_authentication_is_flagged_until_erased() -> None:
+    assert C.STORED_FILE_DAMAGED in cats(roster, L(file_damaged=True), registry)
+    assert C.STORED_FILE_DAMAGED not in cats(roster, L(file_damaged=False), registry)
+    gone = L(file_damaged=True, erased=True, id_number=None, phase="enrolled")
+    assert C.STORED_FILE_DAMAGED not in cats(roster, gone, registry)

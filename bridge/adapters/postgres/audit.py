@@ -2,44 +2,51 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from bridge.adapters.postgres.connection import Connection
 from bridge.domain.access import Principal
+from schemas.api import AuditEntryOut
 
-
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the audit log."""
-
-    at: dt.datetime
-    actor: str
-    role: str | None
-    school_code: str | None
-    county_code: str | None
-    action: str
-    student_number: str | None
-    target_token: str | None
-    remote: str | None
-    outcome: str
-    detail: dict[str, Any]
-    # A list page's line: every child the page showed (student_number is then the child
-    # asked about, or None when the log is read by token).
-    student_numbers: tuple[str, ...] = ()
-
-
+_INSERT = (
+    "INSERT INTO audit_log (actor, role, school_code, county_code, action,"
+    " student_number, target_token, remote, outcome, detail)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
+)
 # Fixed fragments, so that each way of asking is a plan of its own that uses its index
 # (a catch-all "$1 IS NULL OR ..." gets one generic plan that scans the log backwards).
 _BY_CHILD = "(student_number = ${n} OR student_numbers @> ARRAY[${n}::text])"
 _BY_TOKEN = "(actor = ${n} OR target_token = ${n})"
 
 
+async def append(
+    conn: asyncpg.Pool | Connection,
+    *,
+    action: str,
+    outcome: str,
+    principal: Principal | None = None,
+    actor: str | None = None,
+    student_number: str | None = None,
+    target_token: str | None = None,
+    remote: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append one entry on *conn* (a pool, or a connection inside a transaction)."""
+    await conn.execute(
+        _INSERT,
+        principal.token_id if principal else (actor or "anonymous"),
+        principal.role.value if principal else None,
+        principal.school_code if principal else None,
+        principal.county_code if principal else None,
+        action, student_number, target_token, remote, outcome, json.dumps(detail or {}),
+    )  # fmt: skip
+
+
 class AuditLog:
-    """Append and query; the table refuses updates and deletes."""
+    """Append and query (Audit); the table refuses updates and deletes."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -57,15 +64,10 @@ class AuditLog:
         detail: dict[str, Any] | None = None,
     ) -> None:
         """Append one entry. *actor* names a non-token caller (e.g. ``cli:root``)."""
-        await self._pool.execute(
-            "INSERT INTO audit_log (actor, role, school_code, county_code, action,"
-            " student_number, target_token, remote, outcome, detail)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)",
-            principal.token_id if principal else (actor or "anonymous"),
-            principal.role.value if principal else None,
-            principal.school_code if principal else None,
-            principal.county_code if principal else None,
-            action, student_number, target_token, remote, outcome, json.dumps(detail or {}),
+        await append(
+            self._pool, action=action, outcome=outcome, principal=principal, actor=actor,
+            student_number=student_number, target_token=target_token, remote=remote,
+            detail=detail,
         )  # fmt: skip
 
     async def query(
@@ -74,7 +76,7 @@ class AuditLog:
         student_number: str | None = None,
         actor: str | None = None,
         limit: int = 100,
-    ) -> list[AuditEntry]:
+    ) -> list[AuditEntryOut]:
         """Newest first, by child or by token (or both)."""
         where: list[str] = []
         args: list[object] = []
@@ -91,13 +93,16 @@ class AuditLog:
         return [_entry(r, student_number) for r in rows]
 
 
-def _entry(row: asyncpg.Record, asked_about: str | None) -> AuditEntry:
-    numbers = tuple(row["student_numbers"] or ())
+def _entry(row: asyncpg.Record, asked_about: str | None) -> AuditEntryOut:
+    # A list page's line names every child it showed (student_numbers); read by one of
+    # them, it is about that child.
+    numbers = list(row["student_numbers"] or ())
     about = row["student_number"]
     if about is None and asked_about is not None and asked_about in numbers:
         about = asked_about
-    return AuditEntry(
-        row["at"], row["actor"], row["role"], row["school_code"], row["county_code"],
-        row["action"], about, row["target_token"], row["remote"], row["outcome"],
-        json.loads(row["detail"]), numbers,
+    return AuditEntryOut(
+        at=row["at"], actor=row["actor"], role=row["role"], school_code=row["school_code"],
+        county_code=row["county_code"], action=row["action"], student_number=about,
+        target_token=row["target_token"], remote=row["remote"], outcome=row["outcome"],
+        detail=json.loads(row["detail"]), student_numbers=numbers,
     )  # fmt: skip

@@ -18,6 +18,9 @@ DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     # by tests/faults.
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InternalClientError,
+    # Out of disk, memory or connections: waited out like a restart, never counted against
+    # a message's delivery limit or a child's drive failures.
+    asyncpg.exceptions.InsufficientResourcesError,
     ConnectionError,
     OSError,
     # A failover (issue #20): the server left to us refuses writes until we find the new

@@ -5,15 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bridge.domain.handoff import Arrival, Handoff, Registration, SetAside, SetAsideReason
-from bridge.domain.intake import KeyInfo
+from bridge.domain.arrival import Arrival
+from bridge.domain.handoff import Handoff, Registration, SetAside, SetAsideReason
+from bridge.domain.intake import ERASED_KEY_INFO, KeyInfo
 
 
-def _key_info_out(k: KeyInfo) -> dict[str, str]:
+def _key_info_out(k: KeyInfo) -> dict[str, str] | None:
+    if k == ERASED_KEY_INFO:  # erased after retention: null, not placeholders
+        return None
     return {"name": k.name, "gender": k.gender, "birth_date": k.birth_date.isoformat()}
 
 
-def _key_info_in(d: dict[str, str]) -> KeyInfo:
+def _key_info_in(d: dict[str, str] | None) -> KeyInfo:
+    if d is None:
+        return ERASED_KEY_INFO
     return KeyInfo(d["name"], d["gender"], dt.date.fromisoformat(d["birth_date"]))
 
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import asyncpg
 import orjson
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE, Connection
 from bridge.adapters.postgres.derived import UPDATE_DERIVED, Derived
@@ -21,15 +19,20 @@ from bridge.adapters.postgres.ledger_batch import (
     PARSED,
     NewChild,
     Progress,
-    VerifiedFile,
     known,
     record_new_children,
     save_unchanged,
 )
+from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS
+from bridge.domain.arrival import Arrival
 from bridge.domain.child_record import ChildRecord, RecordStatus, fold
 from bridge.domain.events import ChildEvent
-from bridge.domain.handoff import Arrival, Handoff, Phase
+from bridge.domain.handoff import Handoff, Phase, SetAsideReason
+from bridge.domain.retry_policy import RetryPolicy
 from bridge.errors import LeaseLost
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.files import VerifiedFile
+from bridge.services.ports.ledger import Change, ChildState, DriveFailure, RecordedEvent
 
 
 class _NumberTakenMeanwhile(Exception):
@@ -99,23 +102,22 @@ _UPDATE_DERIVED_PROGRESS = UPDATE_DERIVED.replace(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """What recording an event did."""
-
-    child_id: int
-    duplicate: bool
-    phase: Phase | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ChildState:
-    """One child as the ledger holds it: its record and its hand-over."""
-
-    child_id: int
-    record: ChildRecord
-    handoff: Handoff
-    attempts: int
+# An unexpected failure of a drive: the child waits for its retry, or is set aside as
+# internal_error once it has failed *limit* times at its current childseq.
+_DRIVE_FAILED = f"""
+UPDATE children SET
+    drive_failures = $3, drive_failures_at_childseq = last_childseq, last_error = $4,
+    lease_owner = NULL, lease_until = NULL, updated_at = now(), version = version + 1,
+    next_attempt_at = CASE WHEN $5 THEN NULL ELSE $6::timestamptz END,
+    set_aside_reason = CASE WHEN $5 THEN '{SetAsideReason.INTERNAL_ERROR}'
+                            ELSE set_aside_reason END,
+    phase = CASE WHEN $5 THEN '{Phase.SET_ASIDE}' ELSE phase END,
+    handoff = CASE WHEN $5 THEN jsonb_set(handoff, '{{set_aside}}', jsonb_build_object(
+        'reason', '{SetAsideReason.INTERNAL_ERROR}',
+        'detail', jsonb_build_object('error', $7::text), 'at_childseq', last_childseq))
+        ELSE handoff END
+WHERE child_id = $1 AND lease_owner = $2
+"""
 
 
 class Ledger:
@@ -292,11 +294,6 @@ class Ledger:
         )  # fmt: skip
         return merged
 
-    @staticmethod
-    async def _fold(conn: Connection, child_id: int) -> ChildRecord:
-        bodies = await conn.fetch("SELECT body FROM child_events WHERE child_id = $1", child_id)
-        return fold(PARSED.parse(r["body"]) for r in bodies)
-
     # --- hand-over work -----------------------------------------------------------------
     async def claim_due_loaded(self, owner: str, limit: int) -> list[tuple[ChildState, str]]:
         """Lease up to *limit* children with work due, loading each: one round trip."""
@@ -379,7 +376,13 @@ class Ledger:
         last_error: str | None,
         file: VerifiedFile | None,
     ) -> ChildState:
-        """save() when something changed under us: re-read under the row lock."""
+        """save() when something changed under us: re-read under the row lock.
+
+        If an event arrived meanwhile and left work to do, the child stays leased to a
+        driver that found nothing left (it goes on from the refolded record), and one that
+        waits for a retry gives the lease back with the child due at once: the new event
+        counts now, not when the retry or the lease runs out.
+        """
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT lease_owner, events_folded, handoff -> 'arrival' AS arrival"
@@ -387,10 +390,12 @@ class Ledger:
                 state.child_id,
             )
             if file is not None:  # verified bytes are worth keeping whoever holds the child
+                s = file.sealed
                 await conn.execute(
-                    "INSERT INTO record_files (sha256, size, media_type, content)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING",
-                    file.sha256, len(file.content), file.media_type, file.content,
+                    f"INSERT INTO record_files ({SEALED_COLUMNS})"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)" + REPLACE_UNSOUND,
+                    file.sha256, file.size, file.media_type, s.ciphertext, s.key_id,
+                    s.wrapped_key, s.nonce_prefix,
                 )  # fmt: skip
             if row is None or row["lease_owner"] != lease:
                 raise LeaseLost("another instance holds this child now")
@@ -402,14 +407,16 @@ class Ledger:
             record = state.record
             # Any event recorded meanwhile counts, whatever its childseq: a late one with
             # a lower seq leaves the highest seq as it was, but may change the record.
-            if row["events_folded"] != record.events_folded:
-                record = await self._fold(conn, state.child_id)
+            refolded = row["events_folded"] != record.events_folded
+            if refolded:
+                record = await _fold(conn, state.child_id)
             derived = Derived.of(record, handoff)
             attempts = state.attempts + 1 if retry_at else 0
             done = retry_at is None and not derived.has_work
+            due_at = None if refolded and derived.has_work else retry_at
             await conn.execute(
                 _UPDATE_DERIVED_PROGRESS, *derived.update_args(state.child_id), attempts,
-                last_error, retry_at, derived.has_work, done or retry_at is not None,
+                last_error, due_at, derived.has_work, done or retry_at is not None,
                 self._lease_s,
             )  # fmt: skip
             if calls:
@@ -422,6 +429,43 @@ class Ledger:
                     ],
                 )
         return ChildState(state.child_id, record, handoff, attempts)
+
+    async def note_drive_failure(
+        self, child_id: int, lease: str, error: str, *, limit: int, retry: RetryPolicy
+    ) -> DriveFailure | None:
+        """A drive of the child failed unexpectedly (*error*: the exception's type).
+
+        Under our lease: the lease is given back and the child retried after the durable
+        backoff, or set aside as internal_error on its *limit*-th failure at its current
+        childseq. None if the lease is no longer ours.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT drive_failures, drive_failures_at_childseq, last_childseq FROM children"
+                " WHERE child_id = $1 AND lease_owner = $2 FOR UPDATE",
+                child_id, lease,
+            )  # fmt: skip
+            if row is None:
+                return None
+            same_seq = row["drive_failures_at_childseq"] == row["last_childseq"]
+            failures = (row["drive_failures"] if same_seq else 0) + 1
+            aside = failures >= limit
+            retry_at = None if aside else _after(retry.delay_s(failures - 1))
+            await conn.execute(
+                _DRIVE_FAILED, child_id, lease, failures, f"internal_error:{error}"[:200],
+                aside, retry_at, error[:100],
+            )  # fmt: skip
+        return DriveFailure(failures, aside, retry_at)
+
+    async def release_leases(self, leases: Sequence[tuple[int, str]]) -> int:
+        """Give back these leases of ours (drives the database cut off): due at once."""
+        result: str = await self._pool.execute(
+            "UPDATE children c SET lease_owner = NULL, lease_until = NULL"
+            " FROM unnest($1::bigint[], $2::text[]) AS l(child_id, lease)"
+            " WHERE c.child_id = l.child_id AND c.lease_owner = l.lease",
+            [c for c, _ in leases], [lease for _, lease in leases],
+        )  # fmt: skip
+        return int(result.split()[-1])
 
     async def release_instance_leases(self, owner: str) -> int:
         """Free leases an earlier run of this same instance held when it died."""
@@ -442,30 +486,12 @@ class Ledger:
 
     # --- school reports -----------------------------------------------------------------
     async def request_arrival(self, child_id: int, arrival: Arrival) -> ChildState | None:
-        """Put a school's arrival report on the hand-over and make B6 due now.
-
-        Under the row lock, in one transaction: the worker then performs B6 with the same
-        durable retries as every registry call, and a worker saving meanwhile keeps it.
-        """
+        """Put a school's arrival report on the hand-over and make B6 due now (one
+        transaction; see request_arrival)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT handoff, attempts FROM children WHERE child_id = $1 FOR UPDATE", child_id
-            )
-            if row is None:
-                return None
-            record = await self._fold(conn, child_id)
-            handoff = load_handoff(orjson.loads(row["handoff"])).arrival_requested(arrival)
-            derived = Derived.of(record, handoff)
-            await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
-            if derived.has_work:
-                await conn.execute(
-                    "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
-                )
-        return ChildState(child_id, record, handoff, row["attempts"])
+            return await request_arrival(conn, child_id, arrival)
 
-    async def amend(
-        self, child_id: int, change: Callable[[ChildRecord, Handoff], Handoff | None]
-    ) -> Phase | None:
+    async def amend(self, child_id: int, change: Change) -> Phase | None:
         """Apply an operator's or a repair's *change* under the row lock and make it due now.
 
         Returns the new phase; None if the child is gone, leased by a worker right now (its
@@ -479,14 +505,14 @@ class Ledger:
             )
             if row is None or row["leased"]:
                 return None
-            record = await self._fold(conn, child_id)
+            record = await _fold(conn, child_id)
             handoff = change(record, load_handoff(orjson.loads(row["handoff"])))
             if handoff is None:
                 return None
             derived = Derived.of(record, handoff)
             await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
             await conn.execute(
-                "UPDATE children SET attempts = 0, last_error = NULL,"
+                "UPDATE children SET attempts = 0, last_error = NULL, drive_failures = 0,"
                 " next_attempt_at = CASE WHEN $2 THEN now() ELSE NULL END WHERE child_id = $1",
                 child_id, derived.has_work,
             )  # fmt: skip
@@ -550,3 +576,35 @@ class Ledger:
         """Distinct events in the inbox."""
         value: int = await self._pool.fetchval("SELECT count(*) FROM inbox")
         return value
+
+
+async def _fold(conn: Connection, child_id: int) -> ChildRecord:
+    bodies = await conn.fetch("SELECT body FROM child_events WHERE child_id = $1", child_id)
+    return fold(PARSED.parse(r["body"]) for r in bodies)
+
+
+async def request_arrival(conn: Connection, child_id: int, arrival: Arrival) -> ChildState | None:
+    """Put a school's arrival report on the hand-over and make B6 due now, on *conn* (in
+    its transaction); None if the child is gone.
+
+    Under the row lock: the worker then performs B6 with the same durable retries as
+    every registry call, and a worker saving meanwhile keeps it.
+    """
+    row = await conn.fetchrow(
+        "SELECT handoff, attempts FROM children WHERE child_id = $1 FOR UPDATE", child_id
+    )
+    if row is None:
+        return None
+    record = await _fold(conn, child_id)
+    handoff = load_handoff(orjson.loads(row["handoff"])).arrival_requested(arrival)
+    derived = Derived.of(record, handoff)
+    await conn.execute(UPDATE_DERIVED, *derived.update_args(child_id))
+    if derived.has_work:
+        await conn.execute(
+            "UPDATE children SET next_attempt_at = now() WHERE child_id = $1", child_id
+        )
+    return ChildState(child_id, record, handoff, row["attempts"])
+
+
+def _after(delay_s: float) -> dt.datetime:
+    return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay_s)

@@ -20,11 +20,13 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bridge.adapters.call_journal import RegistryCall
 from bridge.adapters.postgres.connection import Connection
 from bridge.adapters.postgres.derived import Derived
+from bridge.adapters.postgres.minimised_events import parse_stored
+from bridge.adapters.postgres.record_files import REPLACE_UNSOUND, SEALED_COLUMNS
 from bridge.domain.events import ChildEvent
-from schemas.events import parse_event
+from bridge.services.call_journal import RegistryCall
+from bridge.services.ports.files import VerifiedFile
 
 # Parsed events kept for folding a child again (about 2 KB each): a child's record is
 # folded when its event arrives and again when the worker loads it moments later.
@@ -42,7 +44,7 @@ class ParsedEvents:
         """The event in *body*, parsed at most once while it stays in the cache."""
         event = self._events.get(body)
         if event is None:
-            event = parse_event(body)
+            event = parse_stored(body)  # as received, or minimised after retention
             self.remember(body, event)
         else:
             self._events.move_to_end(body)
@@ -157,15 +159,6 @@ async def record_new_children(conn: Connection, children: Sequence[NewChild]) ->
 
 
 @dataclass(frozen=True, slots=True)
-class VerifiedFile:
-    """A record file's bytes, checked against their claim, to keep with the save."""
-
-    sha256: str
-    media_type: str
-    content: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class Progress:
     """One child's save under its lease, valid only if nothing changed under us."""
 
@@ -181,7 +174,7 @@ class Progress:
     file: VerifiedFile | None = None
 
 
-_SAVE_UNCHANGED = """
+_SAVE_UNCHANGED = f"""
 WITH v AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::int[],
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::date[],
@@ -225,9 +218,11 @@ WITH v AS (
     WHERE k.item IN (SELECT item FROM saved)
 ), files AS (
     -- Kept whether or not the save holds: the bytes were verified against their claim.
-    INSERT INTO record_files (sha256, size, media_type, content)
-    SELECT * FROM unnest($30::text[], $31::int[], $32::text[], $33::bytea[])
-    ON CONFLICT (sha256) DO NOTHING
+    -- They were sealed before this statement: no file is in it in the clear.
+    INSERT INTO record_files ({SEALED_COLUMNS})
+    SELECT * FROM unnest($30::text[], $31::int[], $32::text[], $33::bytea[], $35::text[],
+                         $36::bytea[], $37::bytea[])
+    {REPLACE_UNSOUND.strip()}
 )
 SELECT item FROM saved
 """
@@ -256,9 +251,11 @@ async def save_unchanged(conn: Connection, batch: Sequence[Progress], lease_s: f
         [p.expected_arrival for p in batch], lease_s,
         [c[1] for c in calls], [c[2].operation for c in calls], [c[2].status for c in calls],
         [c[2].outcome for c in calls], [c[2].duration_ms for c in calls],
-        list(files), [len(f.content) for f in files.values()],
-        [f.media_type for f in files.values()], [f.content for f in files.values()],
-        [c[0] for c in calls],
+        list(files), [f.size for f in files.values()],
+        [f.media_type for f in files.values()], [f.sealed.ciphertext for f in files.values()],
+        [c[0] for c in calls], [f.sealed.key_id for f in files.values()],
+        [f.sealed.wrapped_key for f in files.values()],
+        [f.sealed.nonce_prefix for f in files.values()],
     )  # fmt: skip
     held = {r["item"] for r in rows}
     return [i in held for i in range(1, len(batch) + 1)]

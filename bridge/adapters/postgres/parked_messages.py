@@ -32,12 +32,13 @@ class ParkedMessages:
         reason: str,
         headers: str,
         body: bytes,
+        properties: str = "{}",
     ) -> None:
-        """Keep one parked message."""
+        """Keep one parked message (*headers* and *properties* as JSON text)."""
         await self._pool.execute(
             "INSERT INTO parked_messages (message_id, routing_key, reason_code, reason, headers,"
-            " body) VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-            message_id, routing_key, code, reason, headers, body,
+            " body, properties) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7::jsonb)",
+            message_id, routing_key, code, reason, headers, body, properties,
         )  # fmt: skip
 
     async def groups(self) -> list[ParkedGroup]:

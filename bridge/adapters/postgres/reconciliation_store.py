@@ -7,14 +7,16 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
+from pydantic import TypeAdapter
 
+from bridge.adapters.postgres.advisory import try_lock
 from bridge.adapters.postgres.connection import Connection
 from bridge.domain.reconciliation import Category, Finding, LedgerEntry
+from bridge.services.ports.reconciliation import ALL, Item, N, RunInfo, Scope
 
 # Advisory-lock key space of reconciliation: one lock per entry year.
 _LOCK_BASE = 7_301_926_500_000
@@ -29,6 +31,11 @@ FILE_PULLED = (
     "EXISTS (SELECT 1 FROM school_pulls sp WHERE sp.child_id = c.child_id"
     " AND sp.sha256 = c.handoff ->> 'verified_file_sha256')"
 )
+# The child's stored file failed authentication (record_files.damaged_at, a tiny index).
+FILE_DAMAGED = (
+    "EXISTS (SELECT 1 FROM record_files f WHERE f.damaged_at IS NOT NULL"
+    " AND f.sha256 = c.handoff ->> 'verified_file_sha256')"
+)
 # What a run COPYs of each finding. 'since' is not among them: NULL reads as "since this
 # run" (its started_at), and encoding one timestamp into every row cost more than the rest
 # of the row; findings the previous run had too take its 'since' (ItemWriter).
@@ -36,50 +43,6 @@ _ITEM_COLUMNS = (
     "run_id", "category", "student_number", "county_code", "kindergarten_code",
     "school_code", "detail",
 )  # fmt: skip
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which children a report covers: a county operator's, or filters an operator chose."""
-
-    county_code: str | None = None
-    kindergarten_code: str | None = None
-
-
-ALL = Scope()
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """One stored run."""
-
-    run_id: int
-    entry_year: int
-    trigger: str
-    actor: str | None
-    status: str
-    started_at: dt.datetime
-    finished_at: dt.datetime | None
-    as_of: dt.date
-    provisional: bool
-    sides: dict[str, int]
-    counts: dict[str, int]
-    repairs: int
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One finding of a run, as listed to operators."""
-
-    category: str
-    student_number: str
-    county_code: str | None
-    kindergarten_code: str | None
-    school_code: str | None
-    detail: dict[str, str]
-    since: dt.datetime | None
-    new: bool
 
 
 def _run(row: asyncpg.Record) -> RunInfo:
@@ -111,6 +74,8 @@ _LEDGER_COLUMNS = {
     "file_sha256": "c.handoff ->> 'verified_file_sha256'",
     "arrived": "(c.phase = 'enrolled' OR jsonb_typeof(c.handoff -> 'arrival') = 'object')",
     "file_pulled": FILE_PULLED,
+    "erased": "(c.erased_at IS NOT NULL)",
+    "file_damaged": FILE_DAMAGED,
 }
 _LEDGER_STREAM = (
     "SELECT "
@@ -332,16 +297,8 @@ class ReconciliationStore:
         A session-level advisory lock on a connection of its own: it dies with the
         process, so a crashed instance never blocks the others.
         """
-        async with self._pool.acquire() as conn:
-            key = _LOCK_BASE + entry_year
-            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-            try:
-                yield got
-            finally:
-                if got:
-                    # A lost connection took the lock with it; its error is the news, not this.
-                    with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError):
-                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        async with try_lock(self._pool, _LOCK_BASE + entry_year) as got:
+            yield got
 
     async def start(
         self, entry_year: int, *, trigger: str, actor: str | None, as_of: dt.date
@@ -495,6 +452,24 @@ class ReconciliationStore:
             " VALUES ($1, $2, $3, $4, $5)",
             run.run_id, child_id, student_number, category, outcome,
         )  # fmt: skip
+
+    async def sorted_by_number(
+        self, pages: AsyncIterator[Sequence[N]], adapter: TypeAdapter[list[N]]
+    ) -> AsyncGenerator[Sequence[N]]:
+        """*pages* sorted by student number, via a temporary table (for an unsorted side)."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "CREATE TEMP TABLE recon_stage (student_number text, body bytea) ON COMMIT DROP"
+            )
+            async for page in pages:
+                await conn.copy_records_to_table(
+                    "recon_stage", records=[(x.student_number, orjson.dumps(x)) for x in page]
+                )
+            cursor = await conn.cursor(
+                'SELECT body FROM recon_stage ORDER BY student_number COLLATE "C"'
+            )
+            while rows := await cursor.fetch(BATCH_ROWS):
+                yield adapter.validate_json(b"[" + b",".join(r["body"] for r in rows) + b"]")
 
     # --- reading --------------------------------------------------------------------------
     @staticmethod
@@ -656,6 +631,13 @@ class ReconciliationStore:
                 entry = out.setdefault(r["category"], {"new": [], "resolved": []})
                 entry[label].append(r["student_number"])
         return out
+
+    async def pseudonym_key(self) -> bytes:
+        """The key of export pseudonyms (made by migration 005; never leaves the database)."""
+        value: str = await self._pool.fetchval(
+            "SELECT value FROM operator_secrets WHERE name = 'export_pseudonym_key'"
+        )
+        return value.encode()
 
     async def history(self, entry_year: int, limit: int = 12) -> list[RunInfo]:
         """Finished runs of a cohort, oldest first (for the overview's chart)."""

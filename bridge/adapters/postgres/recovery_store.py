@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
+from bridge.services.ports.recovery import Group, ParkedMessage, SetAsideCase
 
 # The registry's answer behind a set-aside, when the error carried one.
 _ANSWER = (
@@ -31,54 +31,6 @@ CASE WHEN p.retried_at IS NULL THEN NULL
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
-    """Work sharing one reason (and registry answer), with counts and first/last seen."""
-
-    kind: str  # parked_message | handoff
-    reason: str
-    answer: str
-    count: int
-    first_seen: dt.datetime | None
-    last_seen: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SetAsideCase:
-    """One set-aside hand-over."""
-
-    child_id: int
-    student_number: str
-    reason: str
-    answer: str
-    detail: dict[str, Any]
-    at_childseq: int
-    set_aside_at: dt.datetime | None
-    county_code: str | None
-    kindergarten_code: str | None
-    phase: str
-    last_retry_at: dt.datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ParkedMessage:
-    """One parked message (its body is shown masked, never raw)."""
-
-    id: int
-    message_id: str | None
-    routing_key: str | None
-    reason_code: str
-    reason: str
-    parked_at: dt.datetime
-    body: bytes
-    retries: int
-    retried_at: dt.datetime | None
-    resolved_at: dt.datetime | None
-    resolution: str | None
-    resolved_by: str | None
-    outcome: str | None
-
-
 def _case(r: asyncpg.Record) -> SetAsideCase:
     handoff = json.loads(r["handoff"])
     aside = handoff.get("set_aside") or {}
@@ -94,11 +46,17 @@ def _parked(r: asyncpg.Record) -> ParkedMessage:
         r["id"], r["message_id"], r["routing_key"], r["reason_code"], r["reason"],
         r["parked_at"], r["body"], r["retries"], r["retried_at"], r["resolved_at"],
         r["resolution"], r["resolved_by"], r["outcome"],
+        _object(r["headers"]), _object(r["properties"]),
     )  # fmt: skip
 
 
+def _object(document: str | None) -> dict[str, Any]:
+    value = json.loads(document) if document else {}
+    return value if isinstance(value, dict) else {}
+
+
 class RecoveryStore:
-    """Queries and marks of the operators' recovery work."""
+    """Queries and marks of the operators' recovery work (Worklist)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool

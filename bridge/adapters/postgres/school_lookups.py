@@ -18,21 +18,17 @@ import asyncpg
 
 from bridge.adapters.group_commit import GroupCommit
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
-from bridge.adapters.postgres.school_pulls import (
-    CHILD_VIEW,
-    TOKEN_SCOPE,
-    ChildView,
-    ListQuery,
-    view_of,
-)
+from bridge.adapters.postgres.school_pulls import CHILD_VIEW, TOKEN_SCOPE, view_of
 from bridge.adapters.postgres.tokens import (
     TOKEN_ADMITTED,
     TOKEN_COLUMNS,
-    PresentedToken,
-    TokenRow,
     token_arrays,
+    token_row_of,
     tokens_of_requests,
 )
+from bridge.domain.access import PresentedToken
+from bridge.services.ports.files import SealedFile
+from bridge.services.ports.schools import ChildFile, FileLookup, ListLookup, ListQuery
 
 # The token's columns (TokenRow), prefixed: a child has a school_code too.
 _TOKEN_SELECT = ", ".join(f"t.{c} AS t_{c}" for c in TOKEN_COLUMNS)
@@ -46,7 +42,8 @@ _FIRST_ROW_TOKEN = ", ".join(
 _FILE_LOOKUPS = f"""
 {tokens_of_requests(("$5::text[]", "$6::int[]"), ("student_number", "inline_max"))}
 SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
-       f.sha256, f.size, f.media_type, f.content
+       f.sha256, f.size, f.media_type, f.ciphertext, f.key_id, f.wrapped_key, f.nonce_prefix,
+       f.erased_at, f.erased_reason, f.damaged_at
   FROM r
   LEFT JOIN t ON t.i = r.i
   LEFT JOIN LATERAL (
@@ -58,8 +55,9 @@ SELECT r.i, {_TOKEN_SELECT}, c.child_id, c.student_number, c.school_code,
          AND {TOKEN_ADMITTED} AND {TOKEN_SCOPE}
   ) c ON TRUE
   LEFT JOIN LATERAL (
-      SELECT f.sha256, f.size, f.media_type,
-             CASE WHEN f.size <= r.inline_max THEN f.content END AS content
+      SELECT f.sha256, f.size, f.media_type, f.key_id, f.wrapped_key, f.nonce_prefix,
+             f.erased_at, f.erased_reason, f.damaged_at,
+             CASE WHEN f.size <= r.inline_max THEN f.ciphertext END AS ciphertext
         FROM record_files f WHERE f.sha256 = c.sha256
   ) f ON TRUE
  ORDER BY r.i
@@ -119,36 +117,6 @@ MAX_LISTS, LIST_STATEMENTS = 32, 2
 
 
 @dataclass(frozen=True, slots=True)
-class ChildFile:
-    """A child's record file as a download needs it; *content* only for a small file."""
-
-    child_id: int
-    student_number: str
-    school_code: str | None
-    sha256: str | None
-    size: int | None
-    media_type: str | None
-    content: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class FileLookup:
-    """The token's row (for TokenStore.admit) and, if it may see it, the child's file."""
-
-    token: TokenRow | None
-    child: ChildFile | None
-
-
-@dataclass(frozen=True, slots=True)
-class ListLookup:
-    """The token's row (for TokenStore.admit) and the page's children it may see (limit + 1
-    at most, to tell whether more follow)."""
-
-    token: TokenRow | None
-    children: list[ChildView]
-
-
-@dataclass(frozen=True, slots=True)
 class _FileRequest:
     presented: PresentedToken
     student_number: str | None
@@ -163,12 +131,18 @@ class _ListRequest:
 
 def _file(row: asyncpg.Record) -> FileLookup:
     if row["child_id"] is None:
-        return FileLookup(TokenRow.of(row, "t_"), None)
+        return FileLookup(token_row_of(row, "t_"), None)
+    sealed = None
+    if row["wrapped_key"] is not None:
+        sealed = SealedFile(
+            row["key_id"], row["wrapped_key"], row["nonce_prefix"], row["ciphertext"]
+        )
     child = ChildFile(
         row["child_id"], row["student_number"], row["school_code"], row["sha256"],
-        row["size"], row["media_type"], row["content"],
+        row["size"], row["media_type"], sealed, row["erased_at"], row["erased_reason"],
+        row["damaged_at"] is not None,
     )  # fmt: skip
-    return FileLookup(TokenRow.of(row, "t_"), child)
+    return FileLookup(token_row_of(row, "t_"), child)
 
 
 class SchoolLookups:
@@ -249,7 +223,7 @@ class SchoolLookups:
                 pages[members[row["i"] - 1]].append(row)
         return [
             ListLookup(
-                TokenRow.of(page[0], "t_"),
+                token_row_of(page[0], "t_"),
                 [view_of(row) for row in page if row["child_id"] is not None],
             )
             for page in pages

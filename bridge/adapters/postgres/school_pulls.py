@@ -1,14 +1,14 @@
-"""What schools see of their children, what they downloaded, and what they reported."""
+"""What schools see of their children: one view of a child, scoped to the caller."""
 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
 from bridge.domain.access import Principal, Role
+from bridge.services.ports.schools import ChildView, ListQuery
 
 # One view of a child as a school sees it; the registration under the current number
 # carries the key information the registry holds. The few fields shown are taken out of
@@ -19,7 +19,8 @@ SELECT v.child_id, v.student_number, v.entry_year, v.school_code, v.county_code,
        v.reg -> 'key_info' ->> 'name' AS name, v.reg -> 'key_info' ->> 'gender' AS gender,
        v.reg -> 'key_info' ->> 'birth_date' AS birth_date,
        v.arrival ->> 'arrived_on' AS arrived_on,
-       f.size AS file_size, f.media_type AS file_media_type,
+       f.size AS file_size, f.media_type AS file_media_type, f.erased_at AS file_erased_at,
+       f.damaged_at IS NOT NULL AS file_damaged,
        p.first_pulled_at AS pulled_at,
        CASE WHEN v.phase = 'enrolled' OR (v.arrival IS NOT NULL
                  AND v.set_aside_reason IS DISTINCT FROM 'school_mismatch') THEN 'arrived'
@@ -40,31 +41,6 @@ SELECT v.child_id, v.student_number, v.entry_year, v.school_code, v.county_code,
   LEFT JOIN school_pulls p
          ON p.child_id = v.child_id AND p.school_code = v.school_code AND p.sha256 = v.sha256
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ChildView:
-    """One child as the school API shows it (before masking)."""
-
-    child_id: int
-    student_number: str
-    entry_year: int | None
-    school_code: str | None
-    county_code: str | None
-    phase: str
-    set_aside_reason: str | None
-    name: str | None
-    gender: str | None
-    birth_date: dt.date | None
-    id_number: str | None
-    file_sha256: str | None
-    file_size: int | None
-    file_media_type: str | None
-    arrived_on: dt.date | None
-    pulled_at: dt.datetime | None
-    state: str
-    visible_at: dt.datetime | None
-    updated_at: dt.datetime
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -93,6 +69,8 @@ def view_of(row: asyncpg.Record) -> ChildView:
         state=row["state"],
         visible_at=row["school_visible_at"],
         updated_at=row["updated_at"],
+        file_erased_at=row["file_erased_at"],
+        file_damaged=bool(row["file_damaged"]),
     )
 
 
@@ -113,20 +91,8 @@ TOKEN_SCOPE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ListQuery:
-    """Filters of a school's hand-over list."""
-
-    school_code: str
-    entry_year: int | None = None
-    state: str | None = None
-    since: dt.datetime | None = None
-    after_child_id: int = 0
-    limit: int = 100
-
-
 class SchoolPulls:
-    """Queries and records behind the school API."""
+    """The children a principal may see (SchoolReads)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -172,23 +138,3 @@ class SchoolPulls:
         )
         rows = await self._pool.fetch(sql, *args)
         return [view_of(r) for r in rows]
-
-    async def record_arrival_report(
-        self, principal: Principal, child: ChildView, arrived_on: dt.date, outcome: str
-    ) -> None:
-        """Keep the school's report as sent, beside the hand-over that acts on it."""
-        await self._pool.execute(
-            "INSERT INTO arrival_reports (child_id, student_number, school_code, arrived_on,"
-            " token_id, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
-            child.child_id, child.student_number, principal.school_code, arrived_on,
-            principal.token_id, outcome,
-        )  # fmt: skip
-
-    async def receipts(self, student_number: str) -> list[dict[str, Any]]:
-        """Every receipt of a child's file, oldest first (operators, tests)."""
-        rows = await self._pool.fetch(
-            "SELECT r.* FROM record_file_receipts r WHERE r.child_id ="
-            " (SELECT child_id FROM child_numbers WHERE student_number = $1) ORDER BY r.id",
-            student_number,
-        )
-        return [dict(r) for r in rows]

@@ -10,14 +10,13 @@ its own entry is committed, so nothing is answered before its audit line is dura
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import orjson
 
 from bridge.adapters.group_commit import GroupCommit
-from bridge.domain.access import Principal
+from bridge.services.ports.schools import ReadEntry
 
 # Enough for any burst of 200 schools at once, small enough to keep one statement short.
 MAX_BATCH = 500
@@ -31,48 +30,6 @@ _ABOUT_THE_ROWS: tuple[type[BaseException], ...] = (
     ValueError,  # an argument the driver could not encode
     TypeError,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class AuditLine:
-    """One audit_log row about a child (or about no child, e.g. a malformed number), or,
-    with *student_numbers*, about every child a list page showed."""
-
-    principal: Principal
-    action: str
-    outcome: str
-    student_number: str | None
-    remote: str | None
-    detail: dict[str, Any] = field(default_factory=dict)
-    student_numbers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    """One record_file_receipts row: a download, whole or in part."""
-
-    principal: Principal
-    child_id: int
-    student_number: str
-    sha256: str
-    via: str
-    range_start: int | None
-    range_end: int | None
-    bytes_sent: int
-    complete: bool
-    remote: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadEntry:
-    """What one request leaves behind; it is committed whole or not at all.
-
-    *pulled* is (child id, school code, sha256): the admitting school now has the file.
-    """
-
-    audit: tuple[AuditLine, ...] = ()
-    receipt: Receipt | None = None
-    pulled: tuple[int, str, str] | None = None
 
 
 _WRITE = """

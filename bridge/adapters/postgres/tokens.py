@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from bridge.domain.access import LAST_USED_RESOLUTION, SEAL_AFTER, Principal, Role
+from bridge.domain.access import (
+    LAST_USED_RESOLUTION,
+    SEAL_AFTER,
+    TOKEN_PREFIX,
+    PresentedToken,
+    Principal,
+    Role,
+    present,
+    secret_hash,
+)
 from bridge.errors import TokenSealed, Unauthenticated
+from bridge.services.ports.access import IssuedToken, TokenInfo, TokenRow
 
-TOKEN_PREFIX = "xj"
 _SEALED_MESSAGE = "token sealed after 180 days unused; ask an operator to unseal it"
 
 # The requests as `r` (one row each, numbered `i`) and their tokens as `t`, checked and
@@ -67,78 +74,16 @@ def tokens_of_requests(arrays: Sequence[str] = (), columns: Sequence[str] = ()) 
     )
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedToken:
-    """A token as shown once, at issue or rotation."""
-
-    token_id: str
-    token: str
-    role: Role
-    scope: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """A token as listed (never its secret)."""
-
-    token_id: str
-    role: Role
-    scope: dict[str, str]
-    label: str | None
-    created_at: dt.datetime
-    last_used_at: dt.datetime | None
-    sealed_at: dt.datetime | None
-    revoked_at: dt.datetime | None
-
-    @property
-    def state(self) -> str:
-        """active, sealed or revoked."""
-        if self.revoked_at:
-            return "revoked"
-        return "sealed" if self.sealed_at else "active"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    """A token as `t` of tokens_of_requests reads it, for TokenStore.admit to decide on."""
-
-    token_id: str
-    role: str
-    school_code: str | None
-    county_code: str | None
-    secret_hash: str
-    revoked: bool
-    sealed: bool
-    overdue: bool
-    db_now: dt.datetime  # the database's clock when the token was read
-
-    @classmethod
-    def of(cls, row: asyncpg.Record, prefix: str = "") -> TokenRow | None:
-        """From a row holding `t`'s columns (under *prefix*); None if it holds no token."""
-        if row[f"{prefix}token_id"] is None:
-            return None
-        return cls(*(row[f"{prefix}{name}"] for name in TOKEN_COLUMNS))
+def token_row_of(row: asyncpg.Record, prefix: str = "") -> TokenRow | None:
+    """A TokenRow from a row holding `t`'s columns (under *prefix*); None if it holds none."""
+    if row[f"{prefix}token_id"] is None:
+        return None
+    return TokenRow(*(row[f"{prefix}{name}"] for name in TOKEN_COLUMNS))
 
 
 # TokenRow's fields: the columns of `t` a statement built on tokens_of_requests returns.
 TOKEN_COLUMNS = tuple(TokenRow.__dataclass_fields__)
 _ONE_TOKEN = f"{tokens_of_requests()} SELECT {', '.join(TOKEN_COLUMNS)} FROM t"
-
-
-@dataclass(frozen=True, slots=True)
-class PresentedToken:
-    """A bearer token as presented: its id and the hash of its secret."""
-
-    token_id: str
-    secret_hash: str
-
-
-def present(token: str) -> PresentedToken:
-    """Split a presented token; Unauthenticated if it is not a xueji token at all."""
-    parts = token.split("_")
-    if len(parts) < 4 or parts[0] != TOKEN_PREFIX or parts[1] != "tok":
-        raise Unauthenticated("the token is not a xueji token")
-    return PresentedToken(f"tok_{parts[2]}", _hash("_".join(parts[3:])))
 
 
 def token_arrays(presented: Sequence[PresentedToken]) -> list[Any]:
@@ -149,10 +94,6 @@ def token_arrays(presented: Sequence[PresentedToken]) -> list[Any]:
         SEAL_AFTER,
         LAST_USED_RESOLUTION,
     ]
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _new_secret() -> str:
@@ -196,7 +137,7 @@ class TokenStore:
         row = await self._pool.fetchrow(
             "INSERT INTO api_tokens (token_id, secret_hash, role, school_code, county_code,"
             " label) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-            token_id, _hash(secret), role.value,
+            token_id, secret_hash(secret), role.value,
             school_code if role is Role.SCHOOL else None,
             county_code if role is Role.COUNTY else None, label,
         )  # fmt: skip
@@ -210,7 +151,7 @@ class TokenStore:
         row = await self._pool.fetchrow(
             "UPDATE api_tokens SET secret_hash = $2, rotated_at = now()"
             " WHERE token_id = $1 AND revoked_at IS NULL RETURNING *",
-            token_id, _hash(secret),
+            token_id, secret_hash(secret),
         )  # fmt: skip
         if row is None:
             return None
@@ -263,7 +204,7 @@ class TokenStore:
     async def token_row(self, presented: PresentedToken) -> TokenRow | None:
         """The token's row for admit(), read (and touched, if due) in one round trip."""
         row = await self._pool.fetchrow(_ONE_TOKEN, *token_arrays([presented]))
-        return TokenRow.of(row) if row is not None else None
+        return token_row_of(row) if row is not None else None
 
     async def admit(self, row: TokenRow | None, presented: PresentedToken) -> Principal:
         """Decide on a token from its row as read by tokens_of_requests (`t`).

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bridge.bootstrap import Bridge, running_bridge
+from bridge.bootstrap import Bridge, new_file_key, operator_tools, running_bridge
 from bridge.settings import Settings
 from simulator.app import start_simulator
-from simulator.cohort import generate_cohort
+from simulator.cohort import Cohort, generate_cohort
 from simulator.config import SimConfig
 from simulator.publisher import publish_cohort, seed_cohort
 
@@ -104,6 +104,9 @@ async def run_demo(
                 "instance_id": "demo",
             }
         )
+        if not (settings.file_keys or settings.file_keys_file):
+            # A fresh database each run: a key of this run seals its record files.
+            settings = settings.model_copy(update={"file_keys": new_file_key("demo")})
     plan = DemoPlan(settings, simulator_url, external)
     console.rule("[bold]xueji-bridge demo: 学籍号 and 学籍档案 from kindergarten to primary school")
     async with _simulator(plan) as url:
@@ -155,11 +158,8 @@ async def _progress(console: Console, bridge: Bridge, *, cohort_size: int, event
 
 
 async def _summary(
-    console: Console, bridge: Bridge, url: str, cohort: object, elapsed_s: float
+    console: Console, bridge: Bridge, url: str, cohort: Cohort, elapsed_s: float
 ) -> int:
-    from simulator.cohort import Cohort
-
-    assert isinstance(cohort, Cohort)
     phases = await bridge.ledger.phase_counts()
     aside = await bridge.ledger.set_aside_counts()
     events = await bridge.ledger.event_counts()
@@ -194,6 +194,13 @@ async def _summary(
     for group in parked:
         table.add_row(f"messages parked: {group.reason_code}", str(group.count))
     console.print(table)
+    keys = bridge.use_cases.file_keys
+    files = await keys.counts()
+    console.print(
+        f"record files at the bridge: {files['sealed']} sealed (AES-256-GCM, data keys wrapped"
+        f" by key {keys.active_id!r}), {files['in_clear']} in the clear; erased"
+        f" {bridge.settings.file_retention_days:g} days after each hand-over completes"
+    )
 
     check = Table(title="Primary registry vs. what the rules call for")
     check.add_column("check")
@@ -213,23 +220,16 @@ async def _summary(
     return 0 if ok else 1
 
 
-async def _watch_external(console: Console, settings: Settings, url: str, cohort: object) -> int:
+async def _watch_external(console: Console, settings: Settings, url: str, cohort: Cohort) -> int:
     """Compose mode: the bridge runs elsewhere; publish and watch its ledger."""
-    from bridge.bootstrap import open_pool
-    from simulator.cohort import Cohort
-
-    assert isinstance(cohort, Cohort)
-    pool = await open_pool(settings)
-    try:
+    async with operator_tools(settings) as tools:
         messages = await publish_cohort(
             settings.amqp_url, cohort, exchange=settings.events_exchange,
             duplicate_fraction=0.05, shuffle_children=True, interleave=True,
         )  # fmt: skip
         console.print(f"published {len(messages)} messages to {settings.events_exchange}")
         started = time.perf_counter()
-        from bridge.adapters.postgres.ledger import Ledger
-
-        ledger = Ledger(pool)
+        ledger = tools.stores.ledger
         events = len({m.message_id for m in messages})
         # Polling another process's ledger: there is no event to wait on.
         while await ledger.events_recorded() < events or await ledger.pending_work() > 0:  # noqa: ASYNC110
@@ -237,5 +237,3 @@ async def _watch_external(console: Console, settings: Settings, url: str, cohort
         phases = await ledger.phase_counts()
         console.print(f"settled in {time.perf_counter() - started:.1f} s: {phases}")
         return 0
-    finally:
-        await pool.close()

@@ -11,9 +11,17 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.cli_operator import register_operator_commands
-from bridge.cli_tokens import register_access_commands
+from aiohttp import web
+
+from bridge.api.app import create_app
+from bridge.bootstrap import operator_tools, running_bridge
+from bridge.entrypoints.demo import run_demo
+from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
+from bridge.entrypoints.operator_commands import register_operator_commands
+from bridge.entrypoints.token_commands import register_access_commands
+from bridge.errors import StartRefused
 from bridge.settings import Settings
+from simulator.app import main as simulate
 
 
 def _configure_logging(level: str) -> None:
@@ -37,13 +45,8 @@ async def _until_signalled() -> None:
 
 
 async def _run(settings: Settings) -> None:
-    from aiohttp import web
-
-    from bridge.api.app import create_app
-    from bridge.bootstrap import running_bridge
-
     async with running_bridge(settings) as bridge:
-        runner = web.AppRunner(create_app(bridge), access_log=None)
+        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()
@@ -62,11 +65,9 @@ async def _run(settings: Settings) -> None:
 
 
 async def _migrate(settings: Settings) -> None:
-    from bridge.bootstrap import open_pool
-
-    pool = await open_pool(settings)
-    await pool.close()
-    print("database schema is up to date")
+    async with operator_tools(settings) as tools:  # opening the pool migrates
+        print("database schema is up to date")
+        await seal_stored_files(tools)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -86,14 +87,10 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from simulator.app import main as simulate
-
     return simulate(args.rest)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from bridge.demo import run_demo
-
     return asyncio.run(
         run_demo(
             Settings(),
@@ -129,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     register_access_commands(sub)
     register_operator_commands(sub)
+    register_file_commands(sub)
     return parser
 
 
@@ -136,4 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xueji`` console script."""
     args = build_parser().parse_args(argv)
     _configure_logging(Settings().log_level)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartRefused as exc:
+        # A deployment unfit to start (a key missing or wrong, files in the clear): what
+        # to fix, without a traceback.
+        print(f"xueji: {exc}", file=sys.stderr)
+        return 2

@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bridge.adapters.postgres.reconciliation_store import RunInfo, Scope
+from bridge.bootstrap import operator_tools
 from bridge.domain.reconciliation import CATEGORIES, Category
 from bridge.domain.student_number import mask
-from bridge.domain.working_days import YearSchedule
-from bridge.operations import Operations, standalone_operations
+from bridge.services.acting import Acting
+from bridge.services.ports.reconciliation import RunInfo, Scope
 from bridge.services.reconciliation import ReconciliationBusy
 from bridge.services.recovery import masked, masked_body
-from bridge.services.reports import export_csv, report_json
+from bridge.services.use_cases import UseCases
 from bridge.settings import Settings
 
 out = Console()
@@ -35,13 +35,16 @@ err = Console(stderr=True)
 
 def actor() -> str:
     """Who acts from the command line, for the audit log."""
-    return f"cli:{getpass.getuser()}"
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "cli:unknown"
 
 
-def _run(work: Callable[[Operations], Awaitable[int]]) -> int:
+def _run(work: Callable[[UseCases, Acting], Awaitable[int]]) -> int:
     async def main() -> int:
-        async with standalone_operations(Settings()) as ops:
-            return await work(ops)
+        async with operator_tools(Settings()) as tools:
+            return await work(tools.use_cases, Acting(actor()))
 
     return asyncio.run(main())
 
@@ -50,16 +53,16 @@ def _scope(args: argparse.Namespace) -> Scope:
     return Scope(getattr(args, "county", None), getattr(args, "kindergarten", None))
 
 
-async def _write_json(ops: Operations, run: RunInfo, scope: Scope) -> None:
-    async for chunk in report_json(ops.runs, run, scope):
+async def _write_json(ops: UseCases, run: RunInfo, scope: Scope) -> None:
+    async for chunk in ops.reporting.report_json(run, scope):
         sys.stdout.buffer.write(chunk)
     sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
 
 
-async def _print_table(ops: Operations, run: RunInfo, scope: Scope) -> None:
-    counts = await ops.runs.counts(run, scope)
-    changes = await ops.runs.changes(run, scope)
+async def _print_table(ops: UseCases, run: RunInfo, scope: Scope) -> None:
+    counts = await ops.reporting.findings.counts(run, scope)
+    changes = await ops.reporting.findings.changes(run, scope)
     table = Table(title=f"Reconciliation #{run.run_id} of {run.entry_year} (as of {run.as_of})")
     for column in ("category", "类别", "label", "children", "new", "resolved"):
         table.add_column(
@@ -94,7 +97,7 @@ def _read_text(path: str) -> str:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """xueji reconcile --entry-year 2026 [--json]."""
 
-    async def work(ops: Operations) -> int:
+    async def work(ops: UseCases, who: Acting) -> int:
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,}"),
             TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
@@ -105,16 +108,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 progress.update(tasks[side], completed=n)
 
             try:
-                run = await ops.reconciler.run(
-                    args.entry_year, trigger="cli", actor=actor(), progress=seen
+                run = await ops.reporting.reconcile(
+                    args.entry_year, trigger="cli", who=who, progress=seen
                 )
             except ReconciliationBusy as exc:
                 err.print(f"[red]{exc}[/]")
                 return 3
-        await ops.audit.record(
-            action="reconcile.run", outcome="finished", actor=actor(),
-            detail={"run_id": run.run_id, "entry_year": args.entry_year},
-        )  # fmt: skip
         if args.json:
             await _write_json(ops, run, _scope(args))
         else:
@@ -127,38 +126,37 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """xueji report runs|show ..."""
 
-    async def work(ops: Operations) -> int:
+    async def work(ops: UseCases, who: Acting) -> int:
         if args.report == "runs":
             table = Table(title="Reconciliation runs")
             for column in ("run", "year", "trigger", "status", "finished", "as of", "worklist"):
                 table.add_column(column)
-            for run in await ops.runs.runs(args.entry_year):
-                open_work = sum(run.counts.get(c.value, 0) for c in Category if c.value not in (
+            for each in await ops.reporting.runs(args.entry_year):
+                open_work = sum(each.counts.get(c.value, 0) for c in Category if c.value not in (
                     "matched", "in_flight", "not_in_roster"))  # fmt: skip
                 table.add_row(
-                    str(run.run_id), str(run.entry_year), run.trigger, run.status,
-                    str(run.finished_at or "")[:19], str(run.as_of), str(open_work),
+                    str(each.run_id), str(each.entry_year), each.trigger, each.status,
+                    str(each.finished_at or "")[:19], str(each.as_of), str(open_work),
                 )  # fmt: skip
             out.print(table)
             return 0
-        found = await (
-            ops.runs.get(args.run_id) if args.run_id else ops.runs.latest(args.entry_year)
-        )
-        if found is None or found.status != "finished":
+        run = await ops.reporting.finished(args.run_id, args.entry_year)
+        if run is None:
             err.print("[red]no finished run[/]")
             return 2
-        run = found
         scope = _scope(args)
         if args.csv:
             categories = [args.category] if args.category else None
+            await ops.reporting.exported(run, who, format="csv", category=args.category or "")
             chunks = [
                 text
-                async for text in export_csv(
-                    ops.runs, ops.pool, run, categories=categories, scope=scope, new_only=args.new
+                async for text in ops.reporting.export_csv(
+                    run, categories=categories, scope=scope, new_only=args.new
                 )
             ]
             _write_text(args.csv, chunks)
             return 0
+        await ops.reporting.opened(run.run_id, who)
         if args.json:
             await _write_json(ops, run, scope)
             return 0
@@ -167,7 +165,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             table = Table(title=args.category)
             for column in ("student number", "county", "kindergarten", "since", "new", "detail"):
                 table.add_column(column)
-            for item in await ops.runs.items(
+            for item in await ops.reporting.findings.items(
                 run, categories=[args.category], scope=scope, new_only=args.new, limit=args.limit
             ):
                 table.add_row(
@@ -184,49 +182,41 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_parked(args: argparse.Namespace) -> int:
     """xueji parked groups|show|retry|resolve|handoffs|retry-handoffs|resolve-handoff."""
 
-    async def work(ops: Operations) -> int:
-        store, who = ops.recovery_store, actor()
+    async def work(ops: UseCases, who: Acting) -> int:
+        recovery = ops.recovery
         if args.parked == "groups":
             table = Table(title="Set-aside work by reason")
             for column in ("kind", "reason", "registry answer", "count", "first seen", "last seen"):
                 table.add_column(column)
-            for g in [*await store.parked_groups(), *await store.set_aside_groups(None)]:
+            for g in [*await recovery.parked_groups(), *await recovery.set_aside_groups(who)]:
                 table.add_row(
                     g.kind, g.reason, g.answer, str(g.count), str(g.first_seen or "")[:19],
                     str(g.last_seen or "")[:19],
                 )  # fmt: skip
             out.print(table)
         elif args.parked == "list":
-            for item in await store.parked_messages(reason_code=args.reason):
+            for item in await recovery.parked_messages(args.reason):
                 out.print(f"{item.id}\t{item.reason_code}\t{item.routing_key}\t{item.parked_at}")
         elif args.parked == "show":
-            m = await store.parked_message(args.id)
+            m = await recovery.read_parked(args.id, who)
             if m is None:
                 err.print("[red]no such parked message[/]")
                 return 2
-            await ops.audit.record(
-                action="parked.read", outcome="ok", actor=who, detail={"parked_id": m.id}
-            )
             out.print(f"#{m.id} {m.reason_code}: {m.reason} (outcome: {m.outcome or '-'})")
             out.print(masked_body(m.body), markup=False)
         elif args.parked == "retry":
-            if args.id is not None:
-                one = await store.parked_message(args.id)
-                messages = [one] if one is not None and one.resolved_at is None else []
-            else:
-                messages = await store.parked_messages(reason_code=args.reason)
-            result = await ops.recovery.retry_parked(messages, None, who, group_key=args.reason)
+            result = await recovery.retry_parked_messages(
+                who, message_id=args.id, reason=args.reason, group_key=args.reason
+            )
             out.print(f"republished {len(result.retried)}, skipped {len(result.skipped)}")
         elif args.parked == "resolve":
-            m = await store.parked_message(args.id)
-            if m is None:
+            if await recovery.resolve_parked_message(who, args.id, args.note) is None:
                 return 2
-            await ops.recovery.resolve_parked(m, args.note, None, who)
         elif args.parked == "handoffs":
             table = Table(title="Set-aside hand-overs")
             for column in ("student number", "reason", "answer", "county", "since", "detail"):
                 table.add_column(column)
-            for c in await store.set_aside_cases(None, reason=args.reason):
+            for c in await recovery.set_aside_cases(who, reason=args.reason):
                 table.add_row(
                     mask(c.student_number), c.reason, c.answer, c.county_code or "",
                     str(c.set_aside_at or "")[:19],
@@ -234,17 +224,17 @@ def cmd_parked(args: argparse.Namespace) -> int:
                 )  # fmt: skip
             out.print(table)
         elif args.parked == "retry-handoffs":
-            cases = await store.set_aside_cases(
-                None, reason=args.reason, answer=args.answer, student_number=args.student_number
-            )
-            result = await ops.recovery.retry_handoffs(cases, None, who, group_key=args.reason)
+            result = await recovery.retry_set_aside(
+                who, reason=args.reason, answer=args.answer, student_number=args.student_number,
+                group_key=args.reason,
+            )  # fmt: skip
             out.print(f"released {len(result.retried)}, busy {len(result.skipped)}")
-        elif args.parked == "resolve-handoff":
-            cases = await store.set_aside_cases(None, student_number=args.student_number)
-            if not cases:
-                err.print("[red]no open set-aside for this child[/]")
-                return 2
-            await ops.recovery.resolve_handoff(cases[0], args.note, None, who)
+        elif (
+            args.parked == "resolve-handoff"
+            and await recovery.resolve_set_aside(who, args.student_number, args.note) is None
+        ):
+            err.print("[red]no open set-aside for this child[/]")
+            return 2
         return 0
 
     return _run(work)
@@ -253,22 +243,18 @@ def cmd_parked(args: argparse.Namespace) -> int:
 def cmd_calendar(args: argparse.Namespace) -> int:
     """xueji calendar load FILE | show YEAR."""
 
-    async def work(ops: Operations) -> int:
+    async def work(ops: UseCases, who: Acting) -> int:
         if args.calendar == "load":
             data: Any = json.loads(_read_text(args.file))
             try:
-                schedule = YearSchedule.from_mapping(data)
+                schedule = await ops.calendar.load(data, who, source=Path(args.file).name)
             except (KeyError, ValueError) as exc:
                 err.print(f"[red]refused: {exc}[/]")
                 return 2
-            await ops.calendars.load(schedule, actor=actor(), source=Path(args.file).name)
-            await ops.audit.record(
-                action="calendar.load", outcome="ok", actor=actor(), detail={"year": schedule.year}
-            )
             out.print(f"loaded the official schedule of {schedule.year}")
             return 0
-        cal = await ops.calendars.calendar()
-        state = "official" if cal.official(args.year) else "weekends only (provisional)"
+        official = await ops.calendar.official(args.year)
+        state = "official" if official else "weekends only (provisional)"
         out.print(f"{args.year}: {state}")
         return 0
 

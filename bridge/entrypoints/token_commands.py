@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bridge.adapters.postgres.audit import AuditLog
-from bridge.adapters.postgres.tokens import IssuedToken, TokenInfo, TokenStore
+from bridge.bootstrap import operator_tools
 from bridge.domain.access import Role
+from bridge.entrypoints.operator_commands import actor
+from bridge.services.acting import Acting
+from bridge.services.ports.access import IssuedToken, TokenInfo
+from bridge.services.use_cases import UseCases
 from bridge.settings import Settings
 
-Command = Callable[[TokenStore, AuditLog, argparse.Namespace], Awaitable[int]]
+Command = Callable[[UseCases, Acting, argparse.Namespace], Awaitable[int]]
 
 
 def _code(pattern: str, what: str) -> Callable[[str], str]:
@@ -30,13 +32,6 @@ def _code(pattern: str, what: str) -> Callable[[str], str]:
         return value
 
     return check
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (some containers)
-        return "cli:unknown"
 
 
 def _issued(token: IssuedToken) -> dict[str, Any]:
@@ -64,7 +59,7 @@ def _print(args: argparse.Namespace, body: Any, text: str) -> None:
     print(json.dumps(body, ensure_ascii=False) if args.json else text)
 
 
-async def _issue(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
+async def _issue(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     role = Role(args.role)
     if role is Role.SCHOOL and not args.school_code:
         print("a school token needs --school-code", file=sys.stderr)
@@ -72,13 +67,9 @@ async def _issue(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) 
     if role is Role.COUNTY and not args.county_code:
         print("a county token needs --county-code", file=sys.stderr)
         return 2
-    token = await tokens.issue(
-        role, school_code=args.school_code, county_code=args.county_code, label=args.label
+    token = await ops.tokens.issue(
+        role, who, school_code=args.school_code, county_code=args.county_code, label=args.label
     )
-    await audit.record(
-        action="token.issue", outcome="ok", actor=_actor(), target_token=token.token_id,
-        detail={"role": role.value, **token.scope},
-    )  # fmt: skip
     scope = " ".join(f"{k}={v}" for k, v in token.scope.items())
     _print(
         args, _issued(token),
@@ -88,8 +79,8 @@ async def _issue(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) 
     return 0
 
 
-async def _list(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
-    infos = await tokens.list()
+async def _list(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
+    infos = await ops.tokens.list()
     lines = []
     for i in infos:
         used = f"last used {i.last_used_at:%Y-%m-%d}" if i.last_used_at else "never used"
@@ -99,12 +90,8 @@ async def _list(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -
     return 0
 
 
-async def _rotate(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
-    token = await tokens.rotate(args.token_id)
-    await audit.record(
-        action="token.rotate", outcome="ok" if token else "not_found", actor=_actor(),
-        target_token=args.token_id,
-    )  # fmt: skip
+async def _rotate(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
+    token = await ops.tokens.rotate(args.token_id, who)
     if token is None:
         print(f"no active token {args.token_id}", file=sys.stderr)
         return 1
@@ -112,13 +99,10 @@ async def _rotate(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace)
     return 0
 
 
-def _simple(method: str, action: str, done: str, failed: str) -> Command:
-    async def run(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
-        ok: bool = await getattr(tokens, method)(args.token_id)
-        await audit.record(
-            action=action, outcome="ok" if ok else "not_found", actor=_actor(),
-            target_token=args.token_id,
-        )  # fmt: skip
+def _simple(what: str, done: str, failed: str) -> Command:
+    async def run(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
+        act = ops.tokens.revoke if what == "revoke" else ops.tokens.unseal
+        ok = await act(args.token_id, who)
         body = {"token_id": args.token_id, "ok": ok}
         _print(args, body, f"{args.token_id} {done}" if ok else f"{args.token_id}: {failed}")
         return 0 if ok else 1
@@ -126,28 +110,17 @@ def _simple(method: str, action: str, done: str, failed: str) -> Command:
     return run
 
 
-async def _seal(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
-    from bridge.services.sealing import seal_unused_tokens
-
-    sealed = await seal_unused_tokens(tokens, audit, actor=_actor())
+async def _seal(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
+    sealed = await ops.tokens.seal_unused(who)
     _print(args, {"sealed": sealed}, f"sealed {len(sealed)} tokens unused for 180 days")
     return 0
 
 
-async def _audit(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) -> int:
-    entries = await audit.query(
-        student_number=args.student_number, actor=args.token_id, limit=args.limit
+async def _audit(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
+    entries = await ops.audit_trail.query(
+        who, student_number=args.student_number, token_id=args.token_id, limit=args.limit
     )
-    rows = [
-        {
-            "at": e.at.isoformat(), "actor": e.actor, "role": e.role,
-            "school_code": e.school_code, "county_code": e.county_code, "action": e.action,
-            "student_number": e.student_number, "target_token": e.target_token,
-            "remote": e.remote, "outcome": e.outcome, "detail": e.detail,
-            "student_numbers": list(e.student_numbers),
-        }
-        for e in entries
-    ]  # fmt: skip
+    rows = [e.model_dump() | {"at": e.at.isoformat()} for e in entries or []]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:
@@ -158,19 +131,14 @@ async def _audit(tokens: TokenStore, audit: AuditLog, args: argparse.Namespace) 
     return 0
 
 
-async def _with_stores(command: Command, args: argparse.Namespace) -> int:
-    from bridge.bootstrap import open_pool
-
-    pool = await open_pool(Settings())
-    try:
-        return await command(TokenStore(pool), AuditLog(pool), args)
-    finally:
-        await pool.close()
+async def _with_tools(command: Command, args: argparse.Namespace) -> int:
+    async with operator_tools(Settings()) as tools:
+        return await command(tools.use_cases, Acting(actor()), args)
 
 
 def _bind(parser: argparse.ArgumentParser, command: Command) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
-    parser.set_defaults(func=lambda args: asyncio.run(_with_stores(command, args)))
+    parser.set_defaults(func=lambda args: asyncio.run(_with_tools(command, args)))
 
 
 def register_access_commands(sub: Any) -> None:
@@ -186,9 +154,8 @@ def register_access_commands(sub: Any) -> None:
     _bind(ops.add_parser("list", help="every token (never its secret)"), _list)
     for name, command, text in (
         ("rotate", _rotate, "give the token a new secret; the old one stops at once"),
-        ("revoke", _simple("revoke", "token.revoke", "revoked", "no active token"),
-         "revoke for good"),
-        ("unseal", _simple("unseal", "token.unseal", "unsealed", "not sealed or revoked"),
+        ("revoke", _simple("revoke", "revoked", "no active token"), "revoke for good"),
+        ("unseal", _simple("unseal", "unsealed", "not sealed or revoked"),
          "lift a seal after 180 days unused"),
     ):  # fmt: skip
         parser = ops.add_parser(name, help=text)
