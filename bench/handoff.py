@@ -105,6 +105,7 @@ class Bench:
             events_queue=f"{prefix}.events",
             parked_exchange=f"{prefix}.parked",
             parked_queue=f"{prefix}.parked",
+            unrecorded_queue=f"{prefix}.unrecorded",
         )
 
     async def publish(
@@ -242,7 +243,7 @@ class Bench:
             return RunResult(system, n / (t1 - t0), t1 - t0, peak, cpu)
         finally:
             await delete_broker_objects(
-                [names.events_queue, names.parked_queue],
+                [names.events_queue, names.parked_queue, names.unrecorded_queue],
                 [names.events_exchange, names.parked_exchange],
             )
             if database_url:
@@ -288,7 +289,7 @@ class Bench:
         finally:
             await child.stop()
             await delete_broker_objects(
-                [names.events_queue, names.parked_queue],
+                [names.events_queue, names.parked_queue, names.unrecorded_queue],
                 [names.events_exchange, names.parked_exchange],
             )
             if database_url:

@@ -502,7 +502,7 @@ async def main(opts: argparse.Namespace) -> int:
                         await school.close()
                     await system.child.stop()
                 await delete_broker_objects(
-                    [f"{prefix}.events", f"{prefix}.parked"],
+                    [f"{prefix}.{queue}" for queue in ("events", "parked", "unrecorded")],
                     [f"{prefix}.events", f"{prefix}.parked"],
                 )
     if opts.baseline and "baseline" in figures:

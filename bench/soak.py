@@ -130,6 +130,7 @@ async def soak(
     names = TopologyNames(
         events_exchange=f"{prefix}.exchange", events_queue=f"{prefix}.events",
         parked_exchange=f"{prefix}.parked", parked_queue=f"{prefix}.parked",
+        unrecorded_queue=f"{prefix}.unrecorded",
     )  # fmt: skip
     connection = await aio_pika.connect(AMQP_URL)
     async with connection:
@@ -171,7 +172,7 @@ async def soak(
         if system is not None:
             await system.stop()
         await delete_broker_objects(
-            [names.events_queue, names.parked_queue],
+            [names.events_queue, names.parked_queue, names.unrecorded_queue],
             [names.events_exchange, names.parked_exchange],
         )
     return samples, peak, stored
