@@ -12,7 +12,6 @@ import pytest
 
 from bridge.bootstrap import running_bridge
 from bridge.settings import Settings
-from consumers import events as consumer_module
 from simulator.cohort import generate_cohort
 from simulator.publisher import EventPublisher, plan_messages, seed_cohort
 from tests.integration.test_graduation_handoff import expected_view, registry_view
@@ -37,12 +36,8 @@ async def count(url: str, sql: str) -> int:
 
 
 async def test_a_database_outage_spends_no_delivery_and_hand_overs_resume_within_seconds(
-    bridge_settings: Settings, simulator: SimulatorHandle, monkeypatch: pytest.MonkeyPatch
+    bridge_settings: Settings, simulator: SimulatorHandle
 ) -> None:
-    # Before, a delivery waited DATABASE_PATIENCE_S for the database, then went back to the
-    # queue and was delivered again at once: give that patience the hold's length, so the
-    # comparison is fair (a no-op now that the consumer holds deliveries instead).
-    monkeypatch.setattr(consumer_module, "DATABASE_PATIENCE_S", 1.0, raising=False)
     proxy = TcpProxy("127.0.0.1", 5432)
     port = (await proxy.start()).port
     direct = bridge_settings.database_url
