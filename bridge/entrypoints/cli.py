@@ -7,9 +7,10 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from aiohttp import web
 
@@ -17,9 +18,9 @@ from bridge.api.app import create_app
 from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
+from bridge.entrypoints.guard import EXIT_CODES_HELP, guarded
 from bridge.entrypoints.operator_commands import register_operator_commands
 from bridge.entrypoints.token_commands import register_access_commands
-from bridge.errors import StartRefused
 from bridge.settings import Settings
 from simulator.app import main as simulate
 
@@ -104,7 +105,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; sub-commands register here."""
-    parser = argparse.ArgumentParser(prog="xueji", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="xueji", description=__doc__, epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="consume events and hand children over; serve HTTP").set_defaults(
         func=_cmd_run
@@ -127,17 +131,52 @@ def build_parser() -> argparse.ArgumentParser:
     register_access_commands(sub)
     register_operator_commands(sub)
     register_file_commands(sub)
+    _common_options(parser)
     return parser
+
+
+def _every_parser(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for each in action.choices.values():
+                yield from _every_parser(each)
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` and ``--progress`` on every command, before or after its name; each
+    command knows its full name for its failure's sentence."""
+    for each in _every_parser(parser):
+        top = each is parser
+        # SUPPRESS below the top: a sub-command's default must not undo `xueji --debug ...`.
+        default = False if top else argparse.SUPPRESS
+        each.add_argument(
+            "--debug", action="store_true", default=default,
+            help="on failure, show the traceback too (also XUEJI_DEBUG=1)",
+        )  # fmt: skip
+        each.add_argument(
+            "--progress", action="store_true", default=default,
+            help="show progress on stderr even when it is not a terminal",
+        )  # fmt: skip
+        each.set_defaults(command_name=each.prog)
+
+
+# Commands that serve or run for long: they log at BRIDGE_LOG_LEVEL; the others only
+# warnings unless BRIDGE_LOG_LEVEL is set, so that their output is theirs.
+_SERVICES = ("run", "demo", "simulate", "migrate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xueji`` console script."""
     args = build_parser().parse_args(argv)
-    _configure_logging(Settings().log_level)
-    try:
+
+    def command() -> int:
+        level = Settings().log_level  # invalid settings end here, in one sentence
+        if args.command not in _SERVICES and "BRIDGE_LOG_LEVEL" not in os.environ:
+            level = "WARNING"
+        _configure_logging(level)
         return int(args.func(args))
-    except StartRefused as exc:
-        # A deployment unfit to start (a key missing or wrong, files in the clear): what
-        # to fix, without a traceback.
-        print(f"xueji: {exc}", file=sys.stderr)
-        return 2
+
+    # Every failure ends in one sentence (what, which setting or URL, what to do) and its
+    # exit code; a deployment unfit to start (StartRefused) exits 4 naming the setting.
+    return guarded(args.command_name, command, debug=args.debug)
