@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,16 +18,16 @@ from bridge.api.app import create_app
 from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
-from bridge.entrypoints.guard import EXIT_CODES_HELP, guarded
+from bridge.entrypoints.guard import EXIT_CODES_HELP, debugging, guarded
 from bridge.entrypoints.operator_commands import register_operator_commands
 from bridge.entrypoints.token_commands import register_access_commands
 from bridge.settings import Settings
 from simulator.app import main as simulate
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str | int) -> None:
     logging.basicConfig(
-        level=level.upper(),
+        level=level.upper() if isinstance(level, str) else level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
@@ -65,10 +65,14 @@ async def _run(settings: Settings) -> None:
             await runner.cleanup()
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings, args: argparse.Namespace) -> None:
     async with operator_tools(settings) as tools:  # opening the pool migrates
-        print("database schema is up to date")
-        await seal_stored_files(tools)
+        if not args.json:
+            print("database schema is up to date")
+        shown = bool(getattr(args, "progress", False)) or sys.stderr.isatty()
+        files = await seal_stored_files(tools, progress_shown=shown, speak=not args.json)
+        if args.json:
+            print(json.dumps({"schema": "up to date", "record_files": files}))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -83,7 +87,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    asyncio.run(_migrate(Settings()))
+    asyncio.run(_migrate(Settings(), args))
     return 0
 
 
@@ -113,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="consume events and hand children over; serve HTTP").set_defaults(
         func=_cmd_run
     )
-    sub.add_parser("migrate", help="bring the database schema up to date").set_defaults(
-        func=_cmd_migrate
-    )
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--json", action="store_true", help="say what was done as JSON")
+    migrate.set_defaults(func=_cmd_migrate)
     sim = sub.add_parser("simulate", help="serve both registries' simulator")
     sim.add_argument("rest", nargs=argparse.REMAINDER, help="options for the simulator")
     sim.set_defaults(func=_cmd_simulate)
@@ -161,8 +165,8 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         each.set_defaults(command_name=each.prog)
 
 
-# Commands that serve or run for long: they log at BRIDGE_LOG_LEVEL; the others only
-# warnings unless BRIDGE_LOG_LEVEL is set, so that their output is theirs.
+# Commands that serve or run for long log at BRIDGE_LOG_LEVEL; the others at WARNING or
+# above unless --debug, so that what they print is theirs.
 _SERVICES = ("run", "demo", "simulate", "migrate")
 
 
@@ -172,8 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def command() -> int:
         level = Settings().log_level  # invalid settings end here, in one sentence
-        if args.command not in _SERVICES and "BRIDGE_LOG_LEVEL" not in os.environ:
-            level = "WARNING"
+        if args.command not in _SERVICES and not debugging(args.debug):
+            level = max(logging.getLevelName(level.upper()), logging.WARNING)
         _configure_logging(level)
         return int(args.func(args))
 

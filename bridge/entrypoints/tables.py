@@ -1,6 +1,7 @@
 """Tables for people at any terminal width ($COLUMNS, 80 when not a terminal).
 
-A cell wraps between words and never loses a character: a code such as
+A cell wraps between words (between any two characters of Chinese) and never loses a
+character: a code such as
 ``invalid_data_content_type`` is shown whole or the table is not drawn. When the
 columns' longest words do not fit side by side, each row is printed as a record, one
 ``column  value`` line each, which fits any width.
@@ -8,6 +9,7 @@ columns' longest words do not fit side by side, each row is printed as a record,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 
 from rich.cells import cell_len
@@ -19,8 +21,13 @@ from rich.text import Text
 _PER_COLUMN, _EDGE = 3, 1
 
 
+# Chinese text breaks between any two characters (no spaces to wait for); a run of
+# other characters breaks only at a space.
+_UNBREAKABLE = re.compile(r"[^\s\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef]+|\S")
+
+
 def _longest_word(value: str) -> int:
-    return max((cell_len(word) for word in value.split()), default=0)
+    return max((cell_len(word) for word in _UNBREAKABLE.findall(value)), default=0)
 
 
 def _longest_line(value: str) -> int:
