@@ -176,9 +176,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def command() -> int:
         level = Settings().log_level  # invalid settings end here, in one sentence
-        if args.command not in _SERVICES and not debugging(args.debug):
+        quiet = args.command not in _SERVICES and not debugging(args.debug)
+        if quiet:
             level = max(logging.getLevelName(level.upper()), logging.WARNING)
         _configure_logging(level)
+        if quiet:  # a broker away is the failure's sentence, not the client's log lines too
+            for chatty in ("aiormq", "aio_pika"):
+                logging.getLogger(chatty).setLevel(logging.CRITICAL)
         return int(args.func(args))
 
     # Every failure ends in one sentence (what, which setting or URL, what to do) and its

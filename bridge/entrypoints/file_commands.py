@@ -18,7 +18,8 @@ from rich.console import Console
 
 from bridge.bootstrap import Tools, new_file_key, operator_tools
 from bridge.domain.student_number import mask
-from bridge.entrypoints.operator_commands import actor, showing_progress
+from bridge.entrypoints.operator_commands import actor
+from bridge.entrypoints.progress import Ticker, wanted
 from bridge.entrypoints.tables import print_table
 from bridge.services.retention import PurgeReport
 from bridge.settings import Settings
@@ -99,13 +100,13 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
         keys = tools.use_cases.file_keys
         active = keys.active_id
 
-        def progress(done: int) -> None:
-            err.print(f"re-wrapped {done} data keys under {active}", end="\r")
+        ticker = Ticker(err, shown=wanted(args, err))
 
-        shown = showing_progress(args)
-        totals = await keys.rotate(batch=args.batch, progress=progress if shown else None)
-        if shown and totals.done:
-            err.print()
+        def progress(done: int) -> None:
+            ticker(f"re-wrapped {done} data keys under {active}")
+
+        totals = await keys.rotate(batch=args.batch, progress=progress)
+        ticker.done()
         usage = await keys.usage()
         left = {u.key_id: u.files for u in usage if not u.active and u.files}
         if args.json:
@@ -151,13 +152,14 @@ async def seal_stored_files(
             print("no record file is stored in the clear (no key was needed for this)")
         return {"sealed": 0, "in_clear": 0, "damaged": 0, "key_id": None}
 
+    ticker = Ticker(err, shown=progress_shown and bool(left))
+
     def progress(done: int) -> None:
-        err.print(f"sealed {done} of {left} record files stored in the clear", end="\r")
+        ticker(f"sealed {done} of {left} record files stored in the clear")
 
     # Without a key, FileKeysInvalid names the setting to fix.
-    totals = await keys.seal_in_clear(progress=progress if left and progress_shown else None)
-    if totals.done and left and progress_shown:
-        err.print()
+    totals = await keys.seal_in_clear(progress=progress)
+    ticker.done()
     summary = {
         "sealed": totals.done, "in_clear": await keys.in_clear(),
         "damaged": len(totals.damaged), "key_id": keys.active_id,

@@ -8,6 +8,7 @@ expected is named by its type alone: its message may quote a child's data.
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import re
 import sys
@@ -224,6 +225,12 @@ def explain(exc: BaseException) -> Ending:
             Exit.FAILED,
             f"cannot read {exc.filename} ({exc.strerror or type(exc).__name__}): check the path",
         )
+    if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
+        return Ending(
+            Exit.CONFIGURATION,
+            f"could not listen ({exc.strerror}): set BRIDGE_HTTP_HOST/BRIDGE_HTTP_PORT"
+            " (SIM_HOST/SIM_PORT for the simulator) to a free address, or stop what holds it",
+        )
     away = _service_of(exc) if _connection_failure(exc) else None
     if away is not None:
         return _unreachable(away, exc)
@@ -253,6 +260,11 @@ def guarded(command: str, run: Callable[[], int], *, debug: bool = False) -> int
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return Exit.INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`xueji ... | head`): nothing to say, and Python must not
+        # complain about flushing stdout at exit either.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return Exit.FAILED
     except Exception as exc:  # every failure ends in one sentence, by design
         ending = explain(exc)
         if debugging(debug):

@@ -23,6 +23,7 @@ from bridge.bootstrap import operator_tools
 from bridge.domain.reconciliation import CATEGORIES, Category
 from bridge.domain.student_number import mask
 from bridge.entrypoints.guard import CommandFailed
+from bridge.entrypoints.progress import Ticker, wanted
 from bridge.entrypoints.tables import print_table
 from bridge.services.acting import Acting
 from bridge.services.ports.reconciliation import RunInfo, Scope
@@ -41,11 +42,6 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry (some containers)
         return "cli:unknown"
-
-
-def showing_progress(args: argparse.Namespace) -> bool:
-    """Progress on stderr: at a terminal, or when asked (``--progress``)."""
-    return bool(getattr(args, "progress", False)) or err.is_terminal
 
 
 def print_json(body: Any) -> None:
@@ -114,20 +110,33 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     """xueji reconcile --entry-year 2026 [--json]."""
 
     async def work(ops: UseCases, who: Acting) -> int:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,}"),
-            TimeElapsedColumn(), console=err, transient=True,
-            disable=not showing_progress(args),
-        ) as progress:  # fmt: skip
-            tasks = {s: progress.add_task(s, total=None) for s in ("roster", "ledger", "registry")}
+        # Another run of the cohort under way: ReconciliationBusy, exit 3 (guard.py).
+        if err.is_terminal:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"),
+                TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err,
+                transient=True,
+            ) as progress:  # fmt: skip
+                sides = ("roster", "ledger", "registry")
+                tasks = {side: progress.add_task(side, total=None) for side in sides}
 
-            def seen(side: str, n: int) -> None:
-                progress.update(tasks[side], completed=n)
+                def seen(side: str, n: int) -> None:
+                    progress.update(tasks[side], completed=n)
 
-            # Another run of the cohort under way: ReconciliationBusy, exit 3 (guard.py).
+                run = await ops.reporting.reconcile(
+                    args.entry_year, trigger="cli", who=who, progress=seen
+                )
+        else:
+            ticker, counts = Ticker(err, shown=wanted(args, err)), dict[str, int]()
+
+            def tick(side: str, n: int) -> None:
+                counts[side] = n
+                ticker("read " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
             run = await ops.reporting.reconcile(
-                args.entry_year, trigger="cli", who=who, progress=seen
+                args.entry_year, trigger="cli", who=who, progress=tick
             )
+            ticker.done("read " + ", ".join(f"{k} {v:,}" for k, v in run.sides.items()))
         if args.json:
             await _write_json(ops, run, _scope(args))
         else:

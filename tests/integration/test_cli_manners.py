@@ -153,3 +153,22 @@ async def test_tables_fit_80_columns_and_json_parses(bridge_settings: Settings) 
     code, out, _ = await xueji(bridge_settings, "parked", "resolve", str(first["id"]),
                                "--note", "a test message", "--json")  # fmt: skip
     assert code == 0 and json.loads(out) == {"id": first["id"], "resolved": True}
+
+
+async def test_progress_goes_to_stderr_when_asked_and_the_report_fits_80_columns(
+    bridge_settings: Settings,
+) -> None:
+    code, out, err = await xueji(bridge_settings, "reconcile", "--entry-year", "2026", "--json")
+    assert code == 0 and json.loads(out)["categories"] and err == ""  # no terminal: quiet
+    code, out, err = await xueji(
+        bridge_settings, "reconcile", "--entry-year", "2026", "--json", "--progress"
+    )
+    assert code == 0 and json.loads(out)["categories"]  # stdout stays one JSON document
+    last = err.splitlines()[-1]
+    assert last.startswith("read ") and "roster 0" in last and "registry 0" in last
+
+    code, out, err = await xueji(bridge_settings, "report", "show", "--entry-year", "2026")
+    assert code == 0, err
+    assert "…" not in out and max(cell_len(line) for line in out.splitlines()) <= 80
+    for category in ("registered_not_graduated", "cancelled_but_registered", "not_in_roster"):
+        assert category in out
