@@ -18,6 +18,7 @@ from rich.console import Console
 
 from bridge.bootstrap import Tools, new_file_key, operator_tools
 from bridge.domain.student_number import mask
+from bridge.entrypoints.guard import CommandFailed
 from bridge.entrypoints.operator_commands import actor
 from bridge.entrypoints.progress import Ticker, wanted
 from bridge.entrypoints.tables import print_table
@@ -133,7 +134,14 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
                     "No file uses " + ", ".join(retired) + " any more: remove them from"
                     " BRIDGE_FILE_KEYS once no backup you may restore needs them."
                 )
-        return 0 if not left else 1
+        if left:
+            raise CommandFailed(
+                f"{sum(left.values())} record files still use {', '.join(sorted(left))}:"
+                " keep those keys, and run rotate-key again once every instance has the new"
+                " key first in BRIDGE_FILE_KEYS and reconciliation has fetched damaged files"
+                " again"
+            )
+        return 0
 
     return _run(work)
 

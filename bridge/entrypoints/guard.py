@@ -223,7 +223,7 @@ def explain(exc: BaseException) -> Ending:
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError) and exc.filename:
         return Ending(
             Exit.FAILED,
-            f"cannot read {exc.filename} ({exc.strerror or type(exc).__name__}): check the path",
+            f"cannot open {exc.filename} ({exc.strerror or type(exc).__name__}): check the path",
         )
     if isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
         return Ending(

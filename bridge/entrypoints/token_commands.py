@@ -10,13 +10,13 @@ import argparse
 import asyncio
 import json
 import re
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.bootstrap import operator_tools
 from bridge.domain.access import Role
 from bridge.domain.student_number import mask
+from bridge.entrypoints.guard import CommandFailed, Exit
 from bridge.entrypoints.operator_commands import actor, out, print_json
 from bridge.entrypoints.tables import print_table
 from bridge.services.acting import Acting
@@ -64,11 +64,9 @@ def _print(args: argparse.Namespace, body: Any, text: str) -> None:
 async def _issue(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     role = Role(args.role)
     if role is Role.SCHOOL and not args.school_code:
-        print("a school token needs --school-code", file=sys.stderr)
-        return 2
+        raise CommandFailed("a school token needs --school-code (10 digits)", Exit.USAGE)
     if role is Role.COUNTY and not args.county_code:
-        print("a county token needs --county-code", file=sys.stderr)
-        return 2
+        raise CommandFailed("a county token needs --county-code (6 digits)", Exit.USAGE)
     token = await ops.tokens.issue(
         role, who, school_code=args.school_code, county_code=args.county_code, label=args.label
     )
@@ -102,8 +100,7 @@ async def _list(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
 async def _rotate(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     token = await ops.tokens.rotate(args.token_id, who)
     if token is None:
-        print(f"no active token {args.token_id}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no active token {args.token_id}: `xueji tokens list` shows them")
     _print(args, _issued(token), f"{token.token_id}\n{token.token}\nThe old secret is void.")
     return 0
 

@@ -111,7 +111,9 @@ async def test_a_wrong_setting_or_argument_has_its_own_exit_code(
     assert code == 0 and "exit codes:" in out and "4  a setting is missing" in out
 
 
-async def test_tables_fit_80_columns_and_json_parses(bridge_settings: Settings) -> None:
+async def test_tables_fit_80_columns_and_json_parses(
+    bridge_settings: Settings, closed_port: int
+) -> None:
     pool = await open_pool(bridge_settings)
     try:
         parked = ParkedMessages(pool)
@@ -150,6 +152,16 @@ async def test_tables_fit_80_columns_and_json_parses(bridge_settings: Settings) 
     assert code == 0 and json.loads(out) == {"year": 2031, "official": False}
     code, out, _ = await xueji(bridge_settings, "migrate", "--json")
     assert code == 0 and json.loads(out)["schema"] == "up to date"
+    # A retry with the broker away: one sentence, and the message stays parked.
+    broker = f"amqp://guest:guest-pw@127.0.0.1:{closed_port}/"
+    away = bridge_settings.model_copy(update={"amqp_url": broker})
+    code, out, err = await xueji(away, "parked", "retry", "--id", str(first["id"]))
+    sentence = one_sentence(err)
+    assert code == 3 and out == "" and "BRIDGE_AMQP_URL" in sentence
+    assert f"amqp://guest:***@127.0.0.1:{closed_port}/" in sentence and "guest-pw" not in err
+    code, out, _ = await xueji(bridge_settings, "parked", "list", "--json")
+    assert first["id"] in [m["id"] for m in json.loads(out)]
+
     code, out, _ = await xueji(bridge_settings, "parked", "resolve", str(first["id"]),
                                "--note", "a test message", "--json")  # fmt: skip
     assert code == 0 and json.loads(out) == {"id": first["id"], "resolved": True}
