@@ -18,16 +18,16 @@ from bridge.api.app import create_app
 from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
-from bridge.entrypoints.guard import EXIT_CODES_HELP, debugging, guarded
+from bridge.entrypoints.guard import EXIT_CODES_HELP, CommandFailed, Exit, debugging, guarded
 from bridge.entrypoints.operator_commands import register_operator_commands
 from bridge.entrypoints.token_commands import register_access_commands
 from bridge.settings import Settings
 from simulator.app import main as simulate
 
 
-def _configure_logging(level: str | int) -> None:
+def _configure_logging(level: int) -> None:
     logging.basicConfig(
-        level=level.upper() if isinstance(level, str) else level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
@@ -175,10 +175,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def command() -> int:
-        level = Settings().log_level  # invalid settings end here, in one sentence
+        named = Settings().log_level  # invalid settings end here, in one sentence
+        level = logging.getLevelName(named.upper())
+        if not isinstance(level, int):
+            raise CommandFailed(
+                f"the setting BRIDGE_LOG_LEVEL ({named!r}) is not a level: use DEBUG, INFO,"
+                " WARNING or ERROR",
+                Exit.CONFIGURATION,
+            )
         quiet = args.command not in _SERVICES and not debugging(args.debug)
         if quiet:
-            level = max(logging.getLevelName(level.upper()), logging.WARNING)
+            level = max(level, logging.WARNING)
         _configure_logging(level)
         if quiet:  # a broker away is the failure's sentence, not the client's log lines too
             for chatty in ("aiormq", "aio_pika"):
