@@ -193,6 +193,8 @@ def explain(exc: BaseException) -> Ending:
     """The exit code and the one sentence for *exc* (never its message unless it is ours)."""
     if isinstance(exc, CommandFailed):
         return Ending(exc.code, exc.sentence)
+    if isinstance(exc, BaseExceptionGroup) and exc.exceptions:  # a task group's: the first
+        return explain(exc.exceptions[0])
     if isinstance(exc, StartRefused):  # the message names the setting or command that fixes it
         return Ending(Exit.CONFIGURATION, str(exc))
     if isinstance(exc, ValidationError) and exc.title == Settings.__name__:

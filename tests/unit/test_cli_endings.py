@@ -52,6 +52,8 @@ def test_each_family_has_its_exit_code(monkeypatch: pytest.MonkeyPatch) -> None:
     assert explain(ReconciliationBusy("a run of 2026 is under way")).code == Exit.UNAVAILABLE
     assert explain(CommandFailed("no such thing")).code == Exit.FAILED
     assert explain(ConnectionRefusedError(111, "refused")).code == Exit.FAILED  # from nowhere known
+    grouped = ExceptionGroup("tasks", [ReconciliationBusy("busy"), ValueError(NUMBER)])
+    assert explain(grouped).code == Exit.UNAVAILABLE
 
 
 def test_codes_stay_whole_at_80_columns_or_become_records() -> None:
