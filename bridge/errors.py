@@ -76,9 +76,13 @@ class RetryLater(BridgeError):
 
     code = "retry_later"
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, url: str | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        # The base URL of the service that failed, for the setting an operator checks.
+        self.url = url
 
 
 class RegistryUnavailable(RetryLater):

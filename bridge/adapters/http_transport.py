@@ -175,15 +175,20 @@ class RegistryTransport:
                     raise RegistryUnavailable(
                         f"{operation}: HTTP {status}",
                         retry_after_s=_retry_after(resp.headers.get("Retry-After")),
+                        url=self._base,
                     )
                 if status in (401, 403):
                     outcome = "unauthorized"
-                    raise RegistryUnauthorized(f"{operation}: HTTP {status}, check the token")
+                    raise RegistryUnauthorized(
+                        f"{operation}: HTTP {status}, check the token", url=self._base
+                    )
                 parsed: Any = payload if raw and status < 300 else _json_or_none(payload)
                 return Answer(status, parsed, dict(resp.headers))
         except (TimeoutError, aiohttp.ClientError) as exc:
             outcome = "transport_error"
-            raise RegistryUnavailable(f"{operation}: {type(exc).__name__}") from None
+            raise RegistryUnavailable(
+                f"{operation}: {type(exc).__name__}", url=self._base
+            ) from None
         finally:
             duration_ms = int((time.perf_counter() - started) * 1000)
             label = str(status) if status is not None else outcome

@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from bridge.bootstrap import Tools, new_file_key, operator_tools
 from bridge.domain.student_number import mask
+from bridge.entrypoints.guard import CommandFailed
 from bridge.entrypoints.operator_commands import actor
-from bridge.services.retention import PurgeBusy, PurgeReport
+from bridge.entrypoints.progress import Ticker, wanted
+from bridge.entrypoints.tables import print_table
+from bridge.services.retention import PurgeReport
 from bridge.settings import Settings
 
 out = Console()
@@ -58,21 +60,22 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"keys": rows, "files": counts}))
             return 0
-        table = Table(title="record file keys (BRIDGE_FILE_KEYS)")
-        for column in ("key id", "wraps new files", "configured", "files", "MB", "first used",
-                       "status"):  # fmt: skip
-            table.add_column(column)
+        shown = []
         for r in rows:
             status = (
                 "in use" if r["files"] else
                 "active" if r["active"] else "unused: may retire"
             )  # fmt: skip
-            table.add_row(
+            shown.append((
                 str(r["key_id"]), "yes" if r["active"] else "", "yes" if r["configured"] else "",
                 str(r["files"]), f"{int(r['sealed_bytes'] or 0) / 2**20:.1f}",
                 str(r["first_used_at"] or "")[:19], status,
-            )  # fmt: skip
-        out.print(table)
+            ))  # fmt: skip
+        print_table(
+            out, "record file keys (BRIDGE_FILE_KEYS)",
+            ("key id", "wraps new files", "configured", "files", "MB", "first used", "status"),
+            shown, right=("files", "MB"),
+        )  # fmt: skip
         out.print(
             f"files: {counts['sealed']} sealed, {counts['in_clear']} in the clear,"
             f" {counts['erased']} erased after retention, {counts['damaged']} damaged"
@@ -98,11 +101,13 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
         keys = tools.use_cases.file_keys
         active = keys.active_id
 
+        ticker = Ticker(err, shown=wanted(args, err))
+
         def progress(done: int) -> None:
-            if not args.json:
-                err.print(f"re-wrapped {done} data keys under {active}", end="\r")
+            ticker(f"re-wrapped {done} data keys under {active}")
 
         totals = await keys.rotate(batch=args.batch, progress=progress)
+        ticker.done()
         usage = await keys.usage()
         left = {u.key_id: u.files for u in usage if not u.active and u.files}
         if args.json:
@@ -117,7 +122,6 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            err.print()
             out.print(f"{totals.done} data keys re-wrapped under {active}.")
             if totals.damaged:
                 out.print(
@@ -130,33 +134,51 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
                     "No file uses " + ", ".join(retired) + " any more: remove them from"
                     " BRIDGE_FILE_KEYS once no backup you may restore needs them."
                 )
-        return 0 if not left else 1
+        if left:
+            raise CommandFailed(
+                f"{sum(left.values())} record files still use {', '.join(sorted(left))}:"
+                " keep those keys, and run rotate-key again once every instance has the new"
+                " key first in BRIDGE_FILE_KEYS and reconciliation has fetched damaged files"
+                " again"
+            )
+        return 0
 
     return _run(work)
 
 
 # --- migrate ------------------------------------------------------------------------------
-async def seal_stored_files(tools: Tools) -> None:
+async def seal_stored_files(
+    tools: Tools, *, progress_shown: bool = True, speak: bool = True
+) -> dict[str, Any]:
     """`xueji migrate`'s second half: seal the files stored before encryption, in resumable
-    batches (a rerun goes on where an interrupted one stopped; two can run at once)."""
+    batches (a rerun goes on where an interrupted one stopped; two can run at once).
+    Returns what it did, for ``--json``; with *speak*, says it on stdout too."""
     keys, settings = tools.use_cases.file_keys, tools.settings
     left = await keys.in_clear()
     if not left and not (settings.file_keys or settings.file_keys_file):
-        print("no record file is stored in the clear (no key was needed for this)")
-        return
+        if speak:
+            print("no record file is stored in the clear (no key was needed for this)")
+        return {"sealed": 0, "in_clear": 0, "damaged": 0, "key_id": None}
+
+    ticker = Ticker(err, shown=progress_shown and bool(left))
 
     def progress(done: int) -> None:
-        err.print(f"sealed {done} of {left} record files stored in the clear", end="\r")
+        ticker(f"sealed {done} of {left} record files stored in the clear")
 
     # Without a key, FileKeysInvalid names the setting to fix.
-    totals = await keys.seal_in_clear(progress=progress if left else None)
-    if totals.done:
-        err.print()
-    print(f"record files sealed under key {keys.active_id}: {totals.done} now,"
-          f" {await keys.in_clear()} left in the clear")  # fmt: skip
-    if totals.damaged:
-        print(f"{len(totals.damaged)} of them did not match their sha256: sealed all the same,"
-              " reported, and fetched again by the next reconciliation")  # fmt: skip
+    totals = await keys.seal_in_clear(progress=progress)
+    ticker.done()
+    summary = {
+        "sealed": totals.done, "in_clear": await keys.in_clear(),
+        "damaged": len(totals.damaged), "key_id": keys.active_id,
+    }  # fmt: skip
+    if speak:
+        print(f"record files sealed under key {keys.active_id}: {totals.done} now,"
+              f" {summary['in_clear']} left in the clear")  # fmt: skip
+        if totals.damaged:
+            print(f"{len(totals.damaged)} of them did not match their sha256: sealed all the"
+                  " same, reported, and fetched again by the next reconciliation")  # fmt: skip
+    return summary
 
 
 # --- purge --------------------------------------------------------------------------------
@@ -185,11 +207,8 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         if args.dry_run:
             report = await retention.plan(limit=args.limit)
         else:
-            try:
-                report = await retention.purge(trigger="cli", actor=actor())
-            except PurgeBusy as exc:
-                err.print(f"xueji: {exc}; try again later")
-                return 1
+            # Another instance purging: PurgeBusy, exit 3 with a sentence (guard.py).
+            report = await retention.purge(trigger="cli", actor=actor())
         if args.json:
             print(json.dumps(_report_json(report)))
             return 0
@@ -208,22 +227,25 @@ def _print_report(report: PurgeReport, days: float) -> None:
         f" {report.cutoff.astimezone(china):%Y-%m-%d %H:%M} (China time)"
     )
     if report.children:
-        table = Table(title=f"children whose personal data {verb}")
-        for column in ("student number", "phase", "closed", "reason"):
-            table.add_column(column)
+        rows = []
         for c in report.children:
             closed = c.closed_at.astimezone(china).strftime("%Y-%m-%d") if c.closed_at else ""
             why = c.reason.value + (" (data that came later)" if c.again else "")
-            table.add_row(mask(c.student_number), c.phase, closed, why)
-        out.print(table)
+            rows.append((mask(c.student_number), c.phase, closed, why))
+        print_table(
+            out, f"children whose personal data {verb}",
+            ("student number", "phase", "closed", "reason"), rows,
+        )  # fmt: skip
     if report.files:
-        table = Table(title=f"record files {verb} (sealed bytes and data key)")
-        for column in ("sha256", "reason", "children"):
-            table.add_column(column)
-        for f in report.files:
-            table.add_row(f.sha256[:16] + "…", f.reason.value,
-                          ", ".join(mask(n) for n in f.student_numbers))  # fmt: skip
-        out.print(table)
+        # The digest's first 16 hex digits name the file well enough (the JSON has all 64).
+        files = [
+            (f.sha256[:16], f.reason.value, ", ".join(mask(n) for n in f.student_numbers))
+            for f in report.files
+        ]
+        print_table(
+            out, f"record files {verb} (sealed bytes and data key)",
+            ("sha256 (first 16)", "reason", "children"), files,
+        )  # fmt: skip
     out.print(
         f"{len(report.children)} children, {len(report.files)} record files,"
         f" {report.parked} resolved parked message bodies {verb}."

@@ -1,7 +1,8 @@
 """Operators' commands: ``xueji reconcile``, ``report``, ``parked`` and ``calendar``.
 
 Output for scripts is JSON (``--json``) or de-identified CSV (``--csv``); for people it is
-rich tables, with progress on stderr so that stdout stays clean.
+tables that fit the terminal (tables.py), with progress on stderr (at a terminal, or with
+``--progress``) so that stdout stays clean. A failure ends in one sentence (guard.py).
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from bridge.bootstrap import operator_tools
 from bridge.domain.reconciliation import CATEGORIES, Category
 from bridge.domain.student_number import mask
+from bridge.entrypoints.guard import CommandFailed
+from bridge.entrypoints.progress import Ticker, wanted
+from bridge.entrypoints.tables import print_table
 from bridge.services.acting import Acting
 from bridge.services.ports.reconciliation import RunInfo, Scope
-from bridge.services.reconciliation import ReconciliationBusy
+from bridge.services.ports.recovery import Group, ParkedMessage, SetAsideCase
 from bridge.services.recovery import masked, masked_body
 from bridge.services.use_cases import UseCases
 from bridge.settings import Settings
@@ -39,6 +42,15 @@ def actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):  # no passwd entry (some containers)
         return "cli:unknown"
+
+
+def print_json(body: Any) -> None:
+    """*body* as one JSON document on stdout (for scripts)."""
+    print(json.dumps(body, ensure_ascii=False, default=str))
+
+
+def _when(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _run(work: Callable[[UseCases, Acting], Awaitable[int]]) -> int:
@@ -63,19 +75,19 @@ async def _write_json(ops: UseCases, run: RunInfo, scope: Scope) -> None:
 async def _print_table(ops: UseCases, run: RunInfo, scope: Scope) -> None:
     counts = await ops.reporting.findings.counts(run, scope)
     changes = await ops.reporting.findings.changes(run, scope)
-    table = Table(title=f"Reconciliation #{run.run_id} of {run.entry_year} (as of {run.as_of})")
-    for column in ("category", "类别", "label", "children", "new", "resolved"):
-        table.add_column(
-            column, justify="right" if column in ("children", "new", "resolved") else "left"
-        )
+    rows = []
     for category, info in CATEGORIES.items():
         ch = changes.get(category.value, {})
-        table.add_row(
+        rows.append((
             category.value, info.zh, info.en, str(counts.get(category.value, 0)),
             str(len(ch.get("new", []))) if ch else "",
             str(len(ch.get("resolved", []))) if ch else "",
-        )  # fmt: skip
-    out.print(table)
+        ))  # fmt: skip
+    print_table(
+        out, f"Reconciliation #{run.run_id} of {run.entry_year} (as of {run.as_of})",
+        ("category", "类别", "label", "children", "new", "resolved"), rows,
+        right=("children", "new", "resolved"),
+    )  # fmt: skip
     out.print(
         f"sides: {run.sides} · repairs: {run.repairs}"
         + (" · [yellow]provisional deadlines (no official schedule)[/]" if run.provisional else "")
@@ -98,22 +110,33 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     """xueji reconcile --entry-year 2026 [--json]."""
 
     async def work(ops: UseCases, who: Acting) -> int:
-        with Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,}"),
-            TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal,
-        ) as progress:  # fmt: skip
-            tasks = {s: progress.add_task(s, total=None) for s in ("roster", "ledger", "registry")}
+        # Another run of the cohort under way: ReconciliationBusy, exit 3 (guard.py).
+        if err.is_terminal:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"),
+                TextColumn("{task.completed:,}"), TimeElapsedColumn(), console=err,
+                transient=True,
+            ) as progress:  # fmt: skip
+                sides = ("roster", "ledger", "registry")
+                tasks = {side: progress.add_task(side, total=None) for side in sides}
 
-            def seen(side: str, n: int) -> None:
-                progress.update(tasks[side], completed=n)
+                def seen(side: str, n: int) -> None:
+                    progress.update(tasks[side], completed=n)
 
-            try:
                 run = await ops.reporting.reconcile(
                     args.entry_year, trigger="cli", who=who, progress=seen
                 )
-            except ReconciliationBusy as exc:
-                err.print(f"[red]{exc}[/]")
-                return 3
+        else:
+            ticker, counts = Ticker(err, shown=wanted(args, err)), dict[str, int]()
+
+            def tick(side: str, n: int) -> None:
+                counts[side] = n
+                ticker("read " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+            run = await ops.reporting.reconcile(
+                args.entry_year, trigger="cli", who=who, progress=tick
+            )
+            ticker.done("read " + ", ".join(f"{k} {v:,}" for k, v in run.sides.items()))
         if args.json:
             await _write_json(ops, run, _scope(args))
         else:
@@ -128,22 +151,31 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     async def work(ops: UseCases, who: Acting) -> int:
         if args.report == "runs":
-            table = Table(title="Reconciliation runs")
-            for column in ("run", "year", "trigger", "status", "finished", "as of", "worklist"):
-                table.add_column(column)
-            for each in await ops.reporting.runs(args.entry_year):
+            runs = await ops.reporting.runs(args.entry_year)
+            if args.json:
+                print_json([_run_json(each) for each in runs])
+                return 0
+            rows = []
+            for each in runs:
                 open_work = sum(each.counts.get(c.value, 0) for c in Category if c.value not in (
                     "matched", "in_flight", "not_in_roster"))  # fmt: skip
-                table.add_row(
+                rows.append((
                     str(each.run_id), str(each.entry_year), each.trigger, each.status,
                     str(each.finished_at or "")[:19], str(each.as_of), str(open_work),
-                )  # fmt: skip
-            out.print(table)
+                ))  # fmt: skip
+            print_table(
+                out, "Reconciliation runs",
+                ("run", "year", "trigger", "status", "finished", "as of", "worklist"), rows,
+                right=("run", "worklist"),
+            )  # fmt: skip
             return 0
         run = await ops.reporting.finished(args.run_id, args.entry_year)
         if run is None:
-            err.print("[red]no finished run[/]")
-            return 2
+            which = f"#{args.run_id}" if args.run_id else f"of {args.entry_year or 'any cohort'}"
+            raise CommandFailed(
+                f"no finished reconciliation run {which}: `xueji report runs` lists them,"
+                " `xueji reconcile --entry-year YEAR` makes one"
+            )
         scope = _scope(args)
         if args.csv:
             categories = [args.category] if args.category else None
@@ -162,79 +194,152 @@ def cmd_report(args: argparse.Namespace) -> int:
             return 0
         await _print_table(ops, run, scope)
         if args.category:
-            table = Table(title=args.category)
-            for column in ("student number", "county", "kindergarten", "since", "new", "detail"):
-                table.add_column(column)
-            for item in await ops.reporting.findings.items(
-                run, categories=[args.category], scope=scope, new_only=args.new, limit=args.limit
-            ):
-                table.add_row(
+            listed = [
+                (
                     mask(item.student_number), item.county_code or "", item.kindergarten_code or "",
                     str(item.since or "")[:19], "new" if item.new else "",
                     json.dumps(masked(item.detail), ensure_ascii=False),
-                )  # fmt: skip
-            out.print(table)
+                )
+                for item in await ops.reporting.findings.items(
+                    run, categories=[args.category], scope=scope, new_only=args.new,
+                    limit=args.limit,
+                )
+            ]  # fmt: skip
+            print_table(
+                out, args.category,
+                ("student number", "county", "kindergarten", "since", "new", "detail"), listed,
+            )  # fmt: skip
         return 0
 
     return _run(work)
 
 
+def _group_json(g: Group) -> dict[str, Any]:
+    return {
+        "kind": g.kind, "reason": g.reason, "answer": g.answer, "count": g.count,
+        "first_seen": _when(g.first_seen), "last_seen": _when(g.last_seen),
+    }  # fmt: skip
+
+
+def _parked_json(m: ParkedMessage, *, body: bool = False) -> dict[str, Any]:
+    shown: dict[str, Any] = {
+        "id": m.id, "message_id": m.message_id, "routing_key": m.routing_key,
+        "reason_code": m.reason_code, "reason": m.reason, "parked_at": _when(m.parked_at),
+        "retries": m.retries, "resolved_at": _when(m.resolved_at), "outcome": m.outcome,
+    }  # fmt: skip
+    if body:
+        shown["body"] = masked_body(m.body)  # identity fields masked, as on screen
+    return shown
+
+
+def _case_json(c: SetAsideCase) -> dict[str, Any]:
+    return {
+        "student_number": mask(c.student_number), "reason": c.reason, "answer": c.answer,
+        "county_code": c.county_code, "kindergarten_code": c.kindergarten_code,
+        "phase": c.phase, "set_aside_at": _when(c.set_aside_at), "detail": masked(c.detail),
+    }  # fmt: skip
+
+
+def _run_json(run: RunInfo) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id, "entry_year": run.entry_year, "trigger": run.trigger,
+        "status": run.status, "started_at": _when(run.started_at),
+        "finished_at": _when(run.finished_at), "as_of": _when(run.as_of),
+        "provisional": run.provisional, "sides": run.sides, "counts": run.counts,
+        "repairs": run.repairs,
+    }  # fmt: skip
+
+
 def cmd_parked(args: argparse.Namespace) -> int:
-    """xueji parked groups|show|retry|resolve|handoffs|retry-handoffs|resolve-handoff."""
+    """xueji parked groups|list|show|retry|resolve|handoffs|retry-handoffs|resolve-handoff."""
 
     async def work(ops: UseCases, who: Acting) -> int:
         recovery = ops.recovery
         if args.parked == "groups":
-            table = Table(title="Set-aside work by reason")
-            for column in ("kind", "reason", "registry answer", "count", "first seen", "last seen"):
-                table.add_column(column)
-            for g in [*await recovery.parked_groups(), *await recovery.set_aside_groups(who)]:
-                table.add_row(
-                    g.kind, g.reason, g.answer, str(g.count), str(g.first_seen or "")[:19],
-                    str(g.last_seen or "")[:19],
-                )  # fmt: skip
-            out.print(table)
+            groups = [*await recovery.parked_groups(), *await recovery.set_aside_groups(who)]
+            if args.json:
+                print_json([_group_json(g) for g in groups])
+                return 0
+            rows = [
+                (g.kind, g.reason, g.answer, str(g.count), str(g.first_seen or "")[:19],
+                 str(g.last_seen or "")[:19])
+                for g in groups
+            ]  # fmt: skip
+            print_table(
+                out, "Set-aside work by reason",
+                ("kind", "reason", "registry answer", "count", "first seen", "last seen"), rows,
+                right=("count",),
+            )  # fmt: skip
         elif args.parked == "list":
-            for item in await recovery.parked_messages(args.reason):
-                out.print(f"{item.id}\t{item.reason_code}\t{item.routing_key}\t{item.parked_at}")
+            items = await recovery.parked_messages(args.reason)
+            if args.json:
+                print_json([_parked_json(m) for m in items])
+                return 0
+            for item in items:
+                out.print(
+                    f"{item.id}\t{item.reason_code}\t{item.routing_key}\t{item.parked_at}",
+                    markup=False, highlight=False, soft_wrap=True,
+                )  # fmt: skip
         elif args.parked == "show":
             m = await recovery.read_parked(args.id, who)
             if m is None:
-                err.print("[red]no such parked message[/]")
-                return 2
-            out.print(f"#{m.id} {m.reason_code}: {m.reason} (outcome: {m.outcome or '-'})")
+                raise CommandFailed(f"no parked message #{args.id}: `xueji parked list` lists them")
+            if args.json:
+                print_json(_parked_json(m, body=True))
+                return 0
+            out.print(f"#{m.id} {m.reason_code}: {m.reason} (outcome: {m.outcome or '-'})",
+                      markup=False, highlight=False)  # fmt: skip
             out.print(masked_body(m.body), markup=False)
         elif args.parked == "retry":
             result = await recovery.retry_parked_messages(
                 who, message_id=args.id, reason=args.reason, group_key=args.reason
             )
-            out.print(f"republished {len(result.retried)}, skipped {len(result.skipped)}")
+            if args.json:
+                print_json({"republished": result.retried, "skipped": result.skipped})
+            else:
+                out.print(f"republished {len(result.retried)}, skipped {len(result.skipped)}")
         elif args.parked == "resolve":
-            if await recovery.resolve_parked_message(who, args.id, args.note) is None:
-                return 2
+            done = await recovery.resolve_parked_message(who, args.id, args.note)
+            if done is None:
+                raise CommandFailed(f"no parked message #{args.id}: `xueji parked list` lists them")
+            if args.json:
+                print_json({"id": args.id, "resolved": done})
+            else:
+                out.print(f"#{args.id} resolved" if done else f"#{args.id} was resolved already")
         elif args.parked == "handoffs":
-            table = Table(title="Set-aside hand-overs")
-            for column in ("student number", "reason", "answer", "county", "since", "detail"):
-                table.add_column(column)
-            for c in await recovery.set_aside_cases(who, reason=args.reason):
-                table.add_row(
-                    mask(c.student_number), c.reason, c.answer, c.county_code or "",
-                    str(c.set_aside_at or "")[:19],
-                    json.dumps(masked(c.detail), ensure_ascii=False),
-                )  # fmt: skip
-            out.print(table)
+            cases = await recovery.set_aside_cases(who, reason=args.reason)
+            if args.json:
+                print_json([_case_json(c) for c in cases])
+                return 0
+            rows = [
+                (mask(c.student_number), c.reason, c.answer, c.county_code or "",
+                 str(c.set_aside_at or "")[:19], json.dumps(masked(c.detail), ensure_ascii=False))
+                for c in cases
+            ]  # fmt: skip
+            print_table(
+                out, "Set-aside hand-overs",
+                ("student number", "reason", "answer", "county", "since", "detail"), rows,
+            )  # fmt: skip
         elif args.parked == "retry-handoffs":
             result = await recovery.retry_set_aside(
                 who, reason=args.reason, answer=args.answer, student_number=args.student_number,
                 group_key=args.reason,
             )  # fmt: skip
-            out.print(f"released {len(result.retried)}, busy {len(result.skipped)}")
-        elif (
-            args.parked == "resolve-handoff"
-            and await recovery.resolve_set_aside(who, args.student_number, args.note) is None
-        ):
-            err.print("[red]no open set-aside for this child[/]")
-            return 2
+            if args.json:
+                print_json({"released": [mask(n) for n in result.retried],
+                            "busy": [mask(n) for n in result.skipped]})  # fmt: skip
+            else:
+                out.print(f"released {len(result.retried)}, busy {len(result.skipped)}")
+        elif args.parked == "resolve-handoff":
+            if await recovery.resolve_set_aside(who, args.student_number, args.note) is None:
+                raise CommandFailed(
+                    f"no open set-aside hand-over for {mask(args.student_number)}:"
+                    " `xueji parked handoffs` lists them"
+                )
+            if args.json:
+                print_json({"student_number": mask(args.student_number), "resolved": True})
+            else:
+                out.print(f"{mask(args.student_number)} resolved")
         return 0
 
     return _run(work)
@@ -245,15 +350,24 @@ def cmd_calendar(args: argparse.Namespace) -> int:
 
     async def work(ops: UseCases, who: Acting) -> int:
         if args.calendar == "load":
-            data: Any = json.loads(_read_text(args.file))
             try:
+                data: Any = json.loads(_read_text(args.file))
                 schedule = await ops.calendar.load(data, who, source=Path(args.file).name)
             except (KeyError, ValueError) as exc:
-                err.print(f"[red]refused: {exc}[/]")
-                return 2
-            out.print(f"loaded the official schedule of {schedule.year}")
+                # A schedule holds dates and holidays' names, no personal data: say what.
+                raise CommandFailed(
+                    f"the schedule in {args.file} was refused ({type(exc).__name__}: {exc}):"
+                    ' it must be {"year", "holidays": {date: name}, "working_days": [...]}'
+                ) from exc
+            if args.json:
+                print_json({"year": schedule.year, "loaded": True})
+            else:
+                out.print(f"loaded the official schedule of {schedule.year}")
             return 0
         official = await ops.calendar.official(args.year)
+        if args.json:
+            print_json({"year": args.year, "official": bool(official)})
+            return 0
         state = "official" if official else "weekends only (provisional)"
         out.print(f"{args.year}: {state}")
         return 0
@@ -274,6 +388,7 @@ def register_operator_commands(sub: Any) -> None:
     rsub = rep.add_subparsers(dest="report", required=True)
     runs = rsub.add_parser("runs", help="list runs")
     runs.add_argument("--entry-year", type=int)
+    runs.add_argument("--json", action="store_true", help="the runs as a JSON array")
     show = rsub.add_parser("show", help="one run's report (latest of the cohort by default)")
     show.add_argument("--entry-year", type=int)
     show.add_argument("--run-id", type=int)
@@ -310,6 +425,8 @@ def register_operator_commands(sub: Any) -> None:
     res = psub.add_parser("resolve-handoff", help="close a set-aside hand-over with a note")
     res.add_argument("student_number")
     res.add_argument("--note", required=True)
+    for command in psub.choices.values():
+        command.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     park.set_defaults(func=cmd_parked)
 
     cal = sub.add_parser("calendar", help="official working-day schedules")
@@ -318,4 +435,6 @@ def register_operator_commands(sub: Any) -> None:
     load.add_argument("file")
     see = csub.add_parser("show", help="whether a year has an official schedule")
     see.add_argument("year", type=int)
+    for command in csub.choices.values():
+        command.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     cal.set_defaults(func=cmd_calendar)

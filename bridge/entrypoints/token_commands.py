@@ -10,13 +10,15 @@ import argparse
 import asyncio
 import json
 import re
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bridge.bootstrap import operator_tools
 from bridge.domain.access import Role
-from bridge.entrypoints.operator_commands import actor
+from bridge.domain.student_number import mask
+from bridge.entrypoints.guard import CommandFailed, Exit
+from bridge.entrypoints.operator_commands import actor, out, print_json
+from bridge.entrypoints.tables import print_table
 from bridge.services.acting import Acting
 from bridge.services.ports.access import IssuedToken, TokenInfo
 from bridge.services.use_cases import UseCases
@@ -62,11 +64,9 @@ def _print(args: argparse.Namespace, body: Any, text: str) -> None:
 async def _issue(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     role = Role(args.role)
     if role is Role.SCHOOL and not args.school_code:
-        print("a school token needs --school-code", file=sys.stderr)
-        return 2
+        raise CommandFailed("a school token needs --school-code (10 digits)", Exit.USAGE)
     if role is Role.COUNTY and not args.county_code:
-        print("a county token needs --county-code", file=sys.stderr)
-        return 2
+        raise CommandFailed("a county token needs --county-code (6 digits)", Exit.USAGE)
     token = await ops.tokens.issue(
         role, who, school_code=args.school_code, county_code=args.county_code, label=args.label
     )
@@ -81,20 +81,26 @@ async def _issue(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
 
 async def _list(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     infos = await ops.tokens.list()
-    lines = []
-    for i in infos:
-        used = f"last used {i.last_used_at:%Y-%m-%d}" if i.last_used_at else "never used"
-        scope = " ".join(i.scope.values()) or "-"
-        lines.append(f"{i.token_id}  {i.role.value:<8} {scope:<10} {i.state:<8} {used}")
-    _print(args, [_listed(i) for i in infos], "\n".join(lines) or "no tokens")
+    if args.json:
+        print_json([_listed(i) for i in infos])
+        return 0
+    if not infos:
+        print("no tokens")
+        return 0
+    rows = [
+        (i.token_id, i.role.value, " ".join(i.scope.values()) or "-", i.state, i.label or "",
+         f"{i.last_used_at:%Y-%m-%d}" if i.last_used_at else "never")
+        for i in infos
+    ]  # fmt: skip
+    print_table(out, "API tokens", ("token id", "role", "scope", "state", "label", "last used"),
+                rows)  # fmt: skip
     return 0
 
 
 async def _rotate(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     token = await ops.tokens.rotate(args.token_id, who)
     if token is None:
-        print(f"no active token {args.token_id}", file=sys.stderr)
-        return 1
+        raise CommandFailed(f"no active token {args.token_id}: `xueji tokens list` shows them")
     _print(args, _issued(token), f"{token.token_id}\n{token.token}\nThe old secret is void.")
     return 0
 
@@ -120,14 +126,24 @@ async def _audit(ops: UseCases, who: Acting, args: argparse.Namespace) -> int:
     entries = await ops.audit_trail.query(
         who, student_number=args.student_number, token_id=args.token_id, limit=args.limit
     )
-    rows = [e.model_dump() | {"at": e.at.isoformat()} for e in entries or []]
+    # Masked as everywhere on the command line: the operator who asks knows the number.
+    rows = [
+        e.model_dump() | {
+            "at": e.at.isoformat(),
+            "student_number": mask(e.student_number) if e.student_number else None,
+            "student_numbers": [mask(n) for n in e.student_numbers],
+        }
+        for e in entries or []
+    ]  # fmt: skip
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
-    else:
-        for r in rows:
-            listed = f"{len(r['student_numbers'])} children" if r["student_numbers"] else None
-            target = r["student_number"] or listed or r["target_token"] or "-"
-            print(f"{r['at']}  {r['actor']:<20} {r['action']:<18} {target:<20} {r['outcome']}")
+        return 0
+    shown = []
+    for r in rows:
+        listed = f"{len(r['student_numbers'])} children" if r["student_numbers"] else None
+        target = r["student_number"] or listed or r["target_token"] or "-"
+        shown.append((str(r["at"])[:19], r["actor"], r["action"], target, r["outcome"]))
+    print_table(out, "audit log", ("at", "actor", "action", "target", "outcome"), shown)
     return 0
 
 

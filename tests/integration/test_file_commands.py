@@ -38,7 +38,7 @@ async def test_keys_rotation_and_purge_from_the_command_line(
 
     # Without a key, the commands that open files refuse as `xueji run` does.
     code, _, err = await cli("files", "keys")
-    assert code == 2 and "BRIDGE_FILE_KEYS" in err and "Traceback" not in err
+    assert code == 4 and "BRIDGE_FILE_KEYS" in err and "Traceback" not in err  # a setting
     monkeypatch.setenv("BRIDGE_FILE_KEYS", FILE_KEYS)
     code, out, _ = await cli("files", "keys", "--json")
     assert code == 0
