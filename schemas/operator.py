@@ -149,6 +149,37 @@ class ConsoleReportQuery(ConsoleRunQuery):
     page: Annotated[Annotated[QueryInt, Field(ge=0, le=100_000)] | None, Blank] = None
 
 
+SchoolFilter = KindergartenFilter  # a 学校标识码: ten digits
+
+
+class ConsoleLostQuery(ConsoleRunQuery):
+    """`/console/lost` and `/console/lost.csv`: the lost-child list, filtered and paged."""
+
+    category: Annotated[Literal["not_arrived", "file_not_pulled", "overdue"] | None, Blank] = None
+    school: SchoolFilter = None
+    page: Annotated[Annotated[QueryInt, Field(ge=0, le=100_000)] | None, Blank] = None
+    # An identified export says what it is for (audited); without one it is de-identified.
+    purpose: Annotated[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200,
+                                         pattern=r"^[^\x00-\x1f\x7f]*$")] | None,
+        Blank,
+    ] = None  # fmt: skip
+
+
+class FlashQuery(_Query):
+    """What the last action did, carried by the redirect after it (codes, never text)."""
+
+    flash: Literal[
+        "retried", "resolved", "note_missing", "not_open", "reconciled", "busy",
+        "parked_retried", "parked_resolved", "parked_already",
+    ]  # fmt: skip
+    n: Annotated[QueryInt, Field(ge=0, le=1_000_000)] = 0
+    skipped: Annotated[QueryInt, Field(ge=0, le=1_000_000)] = 0
+
+
+StudentNumberPath = Annotated[str, StringConstraints(pattern=r"^[GJL][0-9A-Z]{18}$")]
+
+
 class ConsoleWorklistQuery(_Query):
     """`/console/worklist`: a group's cases (an empty answer is a group's answer too)."""
 
@@ -177,6 +208,8 @@ class SetAsideForm(_Query):
     answer: Text | None = None
     student_number: Annotated[Text | None, Blank] = None
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] = ""
+    # Where the operator acted from: the action redirects back there, filters kept.
+    back: Literal["worklist", "case"] = "worklist"
 
 
 class ParkedForm(_Query):
