@@ -212,7 +212,8 @@ class Casebook:
             "  WHERE kind = 'handoff' AND target = $2"
             " UNION ALL SELECT resolved_at, resolved_by, 'resolve', note"
             "  FROM set_aside_resolutions WHERE child_id = $1 ORDER BY 1 DESC LIMIT 50",
-            child_id, str(child_id),
+            child_id,
+            str(child_id),
         )
         name = row["name"]
         if not name:
