@@ -2,7 +2,7 @@
 
 Queries and forms are text (see schemas.query); JSON bodies are strict: an entry year is
 a JSON integer, never ``true`` or ``"2026"``. Parameters an endpoint does not use are
-ignored, as they always were (the console's links carry a few).
+ignored by the console (its links carry a few); the JSON API refuses them (400).
 """
 
 from __future__ import annotations
@@ -42,18 +42,24 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class _ApiQuery(_Query):
+    # The JSON API names every parameter it takes (in /v1/openapi.json): any other is a
+    # caller's mistake, refused with the list of those it takes.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 # --- the JSON API ------------------------------------------------------------------------
-class RunsQuery(_Query):
+class RunsQuery(_ApiQuery):
     """`GET /v1/operator/reconciliations`."""
 
     entry_year: Annotated[EntryYearParam | None, Blank] = None
 
 
-class ReportQuery(_Query):
+class ReportQuery(_ApiQuery):
     """`GET /v1/operator/reconciliations/{run_id}` (`latest` needs `entry_year`)."""
 
     entry_year: Annotated[EntryYearParam | None, Blank] = None
@@ -71,14 +77,14 @@ class ItemsQuery(ReportQuery):
     offset: Annotated[QueryInt, Field(ge=0, le=BIGINT_MAX)] = 0
 
 
-class SetAsideQuery(_Query):
+class SetAsideQuery(_ApiQuery):
     """`GET /v1/operator/set-aside`: groups, and a reason's cases."""
 
     reason: Text | None = None
     answer: Text | None = None
 
 
-class ParkedQuery(_Query):
+class ParkedQuery(_ApiQuery):
     """`GET /v1/operator/parked`: groups, and a reason's messages."""
 
     reason: Text | None = None

@@ -181,7 +181,9 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the school and operator API."""
     modes = [(m, "validation" if m is ArrivalIn else "serialization") for m in API_MODELS]
     _, top = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
-    paths = _operations()
+    from bridge.api.operator_openapi import operator_operations  # it builds on this module
+
+    paths = _operations() | operator_operations()
     for path_item in paths.values():
         for op in path_item.values():
             op["security"] = [{"bearer": []}]
@@ -194,7 +196,8 @@ def openapi_document() -> dict[str, Any]:
             "description": "Receiving primary schools take in (接收) the record file of each"
             " child admitted and report the child's arrival (实际报到). Every call needs"
             " `Authorization: Bearer <token>`; errors are RFC 9457 problem+json with a stable"
-            " `code`.",
+            " `code`. County and provincial operators reconcile, read reports and work the"
+            " set-aside hand-overs and parked messages under /v1/operator.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
@@ -217,7 +220,8 @@ async def get_docs(request: web.Request) -> web.Response:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             params = ", ".join(
-                f"<code>{html.escape(p['name'])}</code> ({p['in']})" for p in op["parameters"]
+                f"<code>{html.escape(p['name'])}</code> ({p['in']})"
+                for p in op.get("parameters", [])
             )
             statuses = ", ".join(sorted(op["responses"]))
             rows.append(
