@@ -77,11 +77,18 @@ def _env() -> jinja2.Environment:
     env.filters["when"] = china_time
     env.filters["waited"] = waited
     env.filters["outcome"] = retry_outcome
+    env.filters["short"] = shortened
     env.globals.update(
         CATEGORIES=CATEGORIES, WORDING=CATEGORY_WORDING, DETAIL=DETAIL_LABELS, say=say,
         qs=query_string, PARKED_ADVICE=PARKED_ADVICE,
     )  # fmt: skip
     return env
+
+
+def shortened(value: object) -> str:
+    """A digest or other long token cut to what tells it apart (the case page has it)."""
+    text = str(value)
+    return text[:12] + "…" if len(text) > 24 and " " not in text else text
 
 
 def retry_outcome(outcome: str | None) -> str:
@@ -131,7 +138,9 @@ def refused(
     request: web.Request, session: Session, status: int, message: str, **context: Any
 ) -> web.HTTPException:
     """A page that says why the request was refused, to raise."""
-    heading = "请求有误 Cannot do that" if status == 400 else "无权访问 Not allowed (403)"
+    heading = {
+        400: "请求有误 Cannot do that", 404: "找不到 Not found",
+    }.get(status, "无权访问 Not allowed (403)")  # fmt: skip
     html = _page(
         request, "refused.html",
         {"principal": session.principal, "csrf": session.csrf, "heading": heading,
@@ -554,6 +563,17 @@ async def export(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def not_found(request: web.Request) -> web.Response:
+    """GET of any other /console/ address: a page, not a machine's 404."""
+    signed_in = await session(request)
+    raise refused(
+        request,
+        signed_in,
+        404,
+        "找不到该页面，请从上方菜单进入。 No such page: use the menu above.",
+    )
+
+
 async def stylesheet(request: web.Request) -> web.Response:
     """GET /console/static/console.css (no CDN: the data centre has no internet)."""
     css = (resources.files("bridge.api") / "static" / "console.css").read_text(encoding="utf-8")
@@ -580,3 +600,4 @@ def add_console(app: web.Application) -> None:
     r.add_post("/console/set-aside", post_set_aside)
     r.add_post("/console/parked", post_parked)
     r.add_get("/console/static/console.css", stylesheet)
+    r.add_get("/console/{tail:.*}", not_found)  # last: any other console address

@@ -202,3 +202,54 @@ async def test_a_form_without_its_csrf_token_is_refused_with_a_page(
 )  # fmt: skip
 def test_csv_cells_that_a_spreadsheet_would_run_are_shown_as_text(cell: str, shown: str) -> None:
     assert csv_safe(cell) == shown
+
+
+async def test_sign_in_lands_on_the_newest_cohort_with_a_run_not_a_deferral_cohort(
+    api_env: SchoolApiEnv, province: tuple[aiohttp.ClientSession, str]
+) -> None:
+    browser, _ = province
+    pool = api_env.bridge.pool
+    # A child deferred to next year: its cohort has children and no run yet.
+    await pool.execute(
+        "INSERT INTO children (student_number, status, phase, entry_year)"
+        " VALUES ('G99999920200101000X', 'deferred', 'deferred', $1)",
+        ENTRY_YEAR + 1,
+    )
+    try:
+        async with browser.get(f"{api_env.url}/console/") as r:
+            page = await r.text()
+        assert f"{ENTRY_YEAR} 级总览" in page and "尚无对账记录" not in page
+        async with browser.get(f"{api_env.url}/console/?entry_year={ENTRY_YEAR + 1}") as r:
+            assert "尚无对账记录" in await r.text()  # asked for, it is still there
+    finally:
+        await pool.execute("DELETE FROM children WHERE student_number = 'G99999920200101000X'")
+
+
+async def test_an_unknown_console_page_is_a_page(
+    api_env: SchoolApiEnv, county: tuple[aiohttp.ClientSession, str]
+) -> None:
+    browser, _ = county
+    async with browser.get(f"{api_env.url}/console/no-such-page") as r:
+        assert r.status == 404 and r.headers["Content-Type"].startswith("text/html")
+        assert "找不到该页面" in await r.text()
+
+
+async def test_paging_and_filters_survive_every_link(
+    api_env: SchoolApiEnv, province: tuple[aiohttp.ClientSession, str]
+) -> None:
+    browser, _ = province
+    async with browser.get(
+        f"{api_env.url}/console/report?entry_year={ENTRY_YEAR}&county={COUNTY}"
+        f"&kindergarten=&new=1&category=not_arrived"
+    ) as r:
+        page = (await r.text()).replace("&amp;", "&")
+    for link in re.findall(r'href="(/console/(?:export\.csv|report)\?[^"]+)"', page):
+        assert f"county={COUNTY}" in link and "new=1" in link, link
+    async with browser.get(
+        f"{api_env.url}/console/lost?entry_year={ENTRY_YEAR}&county={COUNTY}&category=not_arrived"
+    ) as r:
+        page = (await r.text()).replace("&amp;", "&")
+    links = re.findall(r'href="(/console/lost(?:\.csv)?\?[^"]+)"', page)
+    assert links
+    for link in links:
+        assert f"county={COUNTY}" in link and "category=not_arrived" in link, link
