@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from bridge.api.operator_openapi import operator_operations
 from schemas.api import API_MODELS, ArrivalIn
 
 PROBLEM = "application/problem+json"
@@ -181,9 +182,7 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the school and operator API."""
     modes = [(m, "validation" if m is ArrivalIn else "serialization") for m in API_MODELS]
     _, top = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
-    from bridge.api.operator_openapi import operator_operations  # it builds on this module
-
-    paths = _operations() | operator_operations()
+    paths = _operations() | operator_operations(_param, _problems)
     for path_item in paths.values():
         for op in path_item.values():
             op["security"] = [{"bearer": []}]

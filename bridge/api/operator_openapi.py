@@ -6,9 +6,9 @@ they handle parked messages. Refusals are the same problem+json as the school AP
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from bridge.api.openapi import PROBLEM, _param, _problems
 from bridge.domain.reconciliation import Category
 from schemas.query import BIGINT_MAX
 
@@ -52,17 +52,21 @@ _GROUPS = _obj(["groups"], groups={"type": "array", "items": _GROUP},
                messages={"type": "array", "items": _OBJECT})  # fmt: skip
 _RETRIED = _obj(["retried", "skipped"], retried={"type": "array", "items": {"type": "string"}},
                 skipped={"type": "array", "items": {"type": "string"}})  # fmt: skip
-_RUN_FILTERS = [
-    _param("county", "query", _COUNTY, "Only this county (a county operator: its own)."),
-    _param("kindergarten", "query", _TEN, "Only this kindergarten."),
-]
 
 
-def operator_operations() -> dict[str, Any]:
-    """The /v1/operator paths."""
+Param = Callable[[str, str, dict[str, Any], str], dict[str, Any]]
+Problems = Callable[..., dict[str, Any]]
+
+
+def operator_operations(_param: Param, _problems: Problems) -> dict[str, Any]:
+    """The /v1/operator paths, with the school API's parameter and problem helpers."""
     run_id = _param("run_id", "path", {"oneOf": [_ROW_ID, {"const": "latest"}]},
                     "A run's id, or `latest` (with `entry_year`).")  # fmt: skip
     message_id = _param("id", "path", _ROW_ID, "The parked message's id.")
+    filters = [
+        _param("county", "query", _COUNTY, "Only this county (a county operator: its own)."),
+        _param("kindergarten", "query", _TEN, "Only this kindergarten."),
+    ]
     year = _param("entry_year", "query", {"anyOf": [_YEAR, {"const": ""}]},
                   "The cohort (year the children start school).")  # fmt: skip
     return {
@@ -85,7 +89,7 @@ def operator_operations() -> dict[str, Any]:
         "/v1/operator/reconciliations/{run_id}": {"get": {
             "operationId": "getReconciliation",
             "summary": "A run's report: every category with its student numbers (in scope)",
-            "parameters": [run_id, year, *_RUN_FILTERS],
+            "parameters": [run_id, year, *filters],
             "responses": {"200": _json("The report.", _REPORT),
                           **_problems(400, 401, 403, 404)},
         }},
@@ -93,7 +97,7 @@ def operator_operations() -> dict[str, Any]:
             "operationId": "getReconciliationItems",
             "summary": "A run's findings, paged (JSON) or all as de-identified CSV",
             "parameters": [
-                _param("run_id", "path", _ROW_ID, "The run's id."), *_RUN_FILTERS,
+                _param("run_id", "path", _ROW_ID, "The run's id."), *filters,
                 {"name": "category", "in": "query", "required": False, "style": "form",
                  "explode": True, "description": "Only these categories.",
                  "schema": {"type": "array", "items": {"enum": [c.value for c in Category]}}},
@@ -180,6 +184,3 @@ def operator_operations() -> dict[str, Any]:
                 "type": "array", "items": _OBJECT})), **_problems(401, 403)},
         }},
     }  # fmt: skip
-
-
-__all__ = ["PROBLEM", "operator_operations"]

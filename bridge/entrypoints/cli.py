@@ -18,6 +18,7 @@ from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
 from bridge.entrypoints.operator_commands import register_operator_commands
+from bridge.entrypoints.school_name_commands import register_school_name_commands
 from bridge.entrypoints.token_commands import register_access_commands
 from bridge.errors import StartRefused
 from bridge.settings import Settings
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_access_commands(sub)
     register_operator_commands(sub)
     register_file_commands(sub)
+    register_school_name_commands(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -187,6 +188,29 @@ class Casework:
     ) -> int:
         """Store names of schools and kindergartens by code."""
         return await self._book.load_school_names(rows, actor=who.actor, source=source)
+
+
+_CODE = re.compile(r"[0-9]{10}")
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")
+
+
+def read_school_names(text: str) -> list[tuple[str, str]]:
+    """(code, name) rows of a names file: CSV `code,name` (a header row is skipped), UTF-8
+    with or without a BOM. ValueError naming the first bad line."""
+    rows: list[tuple[str, str]] = []
+    for n, cells in enumerate(csv.reader(io.StringIO(text.removeprefix(BOM))), start=1):
+        if not cells or not "".join(cells).strip():
+            continue
+        code, name = [*cells, "", ""][:2]
+        code, name = code.strip(), name.strip()
+        if n == 1 and not _CODE.fullmatch(code) and code.lower() in ("code", "学校标识码"):
+            continue
+        if not _CODE.fullmatch(code):
+            raise ValueError(f"line {n}: the code must be a 10-digit 学校标识码")
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"line {n}: the name must be 1-200 printable characters")
+        rows.append((code, name))
+    return rows
 
 
 def _row(cells: Sequence[object]) -> str:

@@ -19,6 +19,7 @@ from bridge.domain.wording import (
     say,
 )
 from bridge.domain.working_days import WorkingCalendar
+from bridge.services.casework import read_school_names
 
 ROOT = Path(__file__).resolve().parents[2]
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -84,3 +85,14 @@ def test_working_days_waited_skip_weekends_and_holidays() -> None:
     assert cal.working_days_between(dt.date(2026, 9, 25), dt.date(2026, 10, 9)) == 5
     assert cal.working_days_between(dt.date(2026, 9, 7), dt.date(2026, 9, 7)) == 0
     assert cal.working_days_between(dt.date(2026, 9, 4), dt.date(2026, 9, 7)) == 1
+
+
+def test_a_school_names_file_is_read_with_its_bom_and_header_and_refused_line_by_line() -> None:
+    text = "\ufeffcode,name\n2111010502,朝阳区实验小学\n\n1111010501, 朝阳区第一幼儿园 \n"
+    assert read_school_names(text) == [
+        ("2111010502", "朝阳区实验小学"), ("1111010501", "朝阳区第一幼儿园"),
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="line 2"):
+        read_school_names("2111010502,甲\n21110105,乙\n")
+    with pytest.raises(ValueError, match="line 1"):
+        read_school_names("2111010502,\n")
