@@ -12,6 +12,7 @@ import datetime as dt
 import hmac
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -269,6 +270,9 @@ async def overview(request: web.Request) -> web.Response:
     where = scope(request, signed_in, asked.county, asked.kindergarten)
     counts = await findings.counts(run, where) if run else {}
     history = await findings.history(year)
+    if where.county_code or where.kindergarten_code:
+        # A county operator's chart counts its county's children only.
+        history = [replace(r, counts=await findings.counts(r, where)) for r in history]
     groups = await use_cases.recovery.set_aside_groups(
         who(request, signed_in), county=where.county_code
     )
@@ -556,8 +560,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     response = _csv_response(f"xueji-{category or 'all'}-{dt.date.today().isoformat()}.csv")
     await response.prepare(request)
     async for text in reporting.export_csv(
-        run, categories=[category] if category else None, scope=where, new_only=asked.new
-    ):
+        run, categories=[category] if category else None, scope=where, new_only=asked.new,
+        bom=True,
+    ):  # fmt: skip
         await response.write(text.encode())
     await response.write_eof()
     return response

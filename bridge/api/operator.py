@@ -112,7 +112,7 @@ async def get_items(request: web.Request) -> web.StreamResponse:
         })  # fmt: skip
         await response.prepare(request)
         async for text in reporting.export_csv(
-            run, categories=categories, scope=scope, new_only=asked.new
+            run, categories=categories, scope=scope, new_only=asked.new, bom=True
         ):
             await response.write(text.encode())
         await response.write_eof()

@@ -136,11 +136,14 @@ async def export_csv(
     scope: Scope,
     new_only: bool = False,
     page: int = 5000,
+    bom: bool = False,
 ) -> AsyncIterator[str]:
-    """A de-identified CSV of findings, page by page (UTF-8 with a BOM)."""
+    """A de-identified CSV of findings, page by page (*bom*: first a UTF-8 BOM, for a file
+    that Excel on Chinese Windows opens)."""
     key = await store.pseudonym_key()
     offset = 0
-    yield BOM
+    if bom:
+        yield BOM
     while True:
         items = await store.items(
             run, categories=categories, scope=scope, new_only=new_only, limit=page, offset=offset
@@ -212,7 +215,10 @@ class Reporting:
         return report_json(self.findings, run, scope)
 
     def export_csv(
-        self, run: RunInfo, *, categories: list[str] | None, scope: Scope, new_only: bool = False
-    ) -> AsyncIterator[str]:
-        """A de-identified CSV of findings, page by page."""
-        return export_csv(self.findings, run, categories=categories, scope=scope, new_only=new_only)
+        self, run: RunInfo, *, categories: list[str] | None, scope: Scope, new_only: bool = False,
+        bom: bool = False,
+    ) -> AsyncIterator[str]:  # fmt: skip
+        """A de-identified CSV of findings, page by page (*bom*: a UTF-8 BOM first)."""
+        return export_csv(
+            self.findings, run, categories=categories, scope=scope, new_only=new_only, bom=bom
+        )

@@ -129,6 +129,7 @@ async def test_a_county_filtered_export_exports_only_that_county(
     assert link and f"county={COUNTY}" in link.group(1)
     async with browser.get(api_env.url + link.group(1).replace("&amp;", "&")) as r:
         text = (await r.read()).decode("utf-8")
+    assert text.startswith("\ufeffcategory,")  # Excel on Chinese Windows reads 类别
     rows = text.strip().splitlines()[1:]
     assert rows and all(f",{COUNTY}," in row for row in rows)
 
@@ -253,3 +254,45 @@ async def test_paging_and_filters_survive_every_link(
     assert links
     for link in links:
         assert f"county={COUNTY}" in link and "category=not_arrived" in link, link
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/console/lost?page=abc",
+        "/console/lost?page=-1",
+        "/console/lost?school=123",
+        "/console/lost?category=matched",
+        "/console/lost?run_id=99999999999999999999",
+        "/console/lost.csv?school=2111010502%0A",
+        "/console/lost.csv?purpose=%07bell",
+        "/console/child/G1",
+        "/console/child/G110105201903070012%0A",
+    ],
+)
+async def test_the_new_pages_refuse_bad_parameters_with_a_page(
+    api_env: SchoolApiEnv, county: tuple[aiohttp.ClientSession, str], path: str
+) -> None:
+    browser, _ = county
+    async with browser.get(api_env.url + path) as r:
+        text = await r.text()
+        assert r.status == 400, text[:300]
+        assert r.headers["Content-Type"].startswith("text/html")
+    assert "参数有误" in text and "<html" in text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/operator/reconciliations?entry_year=2026&limit=-1",
+        "/v1/operator/set-aside?nonsense=1",
+        "/v1/operator/parked?page=abc",
+    ],
+)
+async def test_the_operator_api_refuses_parameters_it_does_not_take(
+    api_env: SchoolApiEnv, path: str
+) -> None:
+    answer = await api_env.call("GET", path, "province")
+    assert answer.status == 400, answer.body[:300]
+    assert answer.headers["Content-Type"].startswith("application/problem+json")
+    assert answer.json()["code"] == "invalid_parameter"

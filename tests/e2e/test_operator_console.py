@@ -143,7 +143,8 @@ async def test_the_console_shows_the_figures_in_chromium(
             await page.goto(f"{url}/console/report?entry_year=2026&category=bad_source_file")
             rows = page.locator("#items tr")
             assert await rows.count() == 2
-            assert "bad_source_file" in await rows.nth(1).inner_text()
+            # A category reads as words, not its code.
+            assert "档案文件校验失败" in await rows.nth(1).inner_text()
             await page.goto(f"{url}/console/report?entry_year=2026")
             await page.screenshot(path=str(ARTIFACTS / "console-report.png"), full_page=True)
             await page.goto(f"{url}/console/worklist?reason=bad_source_file&answer=")
@@ -243,6 +244,9 @@ async def test_a_county_operators_day_in_chromium(
             await _sign_in(page, url, token)
             await page.click("text=立即对账 Reconcile now")
             assert "对账已完成" in await page.inner_text("#flash")
+            await page.goto(f"{url}/console/")
+            assert "2026 级总览" in await page.inner_text("h1")
+            await page.screenshot(path=str(SCREENSHOTS / "overview-desktop.png"), full_page=True)
 
             # The lost-child list, grouped by school, longest waiting first.
             await page.click("header >> text=未报到 Lost children")
