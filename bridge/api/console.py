@@ -79,11 +79,22 @@ def _env() -> jinja2.Environment:
     env.filters["waited"] = waited
     env.filters["outcome"] = retry_outcome
     env.filters["short"] = shortened
+    env.filters["when_text"] = when_text
     env.globals.update(
         CATEGORIES=CATEGORIES, WORDING=CATEGORY_WORDING, DETAIL=DETAIL_LABELS, say=say,
         qs=query_string, PARKED_ADVICE=PARKED_ADVICE,
     )  # fmt: skip
     return env
+
+
+def when_text(value: str | None) -> str:
+    """An RFC 3339 time as text (an event's own), in China time; else as it came."""
+    if not value:
+        return "—"
+    try:
+        return china_time(dt.datetime.fromisoformat(value))
+    except ValueError:
+        return value
 
 
 def shortened(value: object) -> str:
