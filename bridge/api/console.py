@@ -115,7 +115,7 @@ def retry_outcome(outcome: str | None) -> str:
 
 def query_string(**params: object) -> str:
     """A query string of the non-empty *params* (filters carried by every link)."""
-    kept = {k: v for k, v in params.items() if v not in (None, "", False)}
+    kept = {k: v for k, v in params.items() if not (v is None or v is False or v == "")}
     return urlencode({k: (1 if v is True else v) for k, v in kept.items()})
 
 
@@ -169,8 +169,27 @@ def read(request: web.Request, session: Session, model: type[M], values: Any = N
         return model.model_validate(as_fields(request.query, model) if values is None else values)
     except ValidationError as exc:
         raise refused(
-            request, session, 400, "参数有误 Some values cannot be read.", errors=errors_of(exc)
+            request, session, 400, "参数有误 Some values cannot be read.", errors=explained(exc)
         ) from None
+
+
+# What each kind of refusal means, said first in Chinese (pydantic's own text follows).
+_ERRORS_ZH = {
+    "missing": "缺少该项", "literal_error": "不是允许的取值之一", "enum": "不是允许的取值之一",
+    "string_pattern_mismatch": "格式不对", "value_error": "格式不对", "int_parsing": "不是整数",
+    "int_type": "不是整数", "greater_than_equal": "太小", "less_than_equal": "太大",
+    "string_too_long": "太长", "string_too_short": "不能为空", "extra_forbidden": "不接受该参数",
+    "string_type": "不是文字",
+}  # fmt: skip
+
+
+def explained(exc: ValidationError) -> list[dict[str, str]]:
+    """Where and what, Chinese first, never the input itself."""
+    kinds = [e["type"] for e in exc.errors(include_input=False, include_url=False)]
+    return [
+        {"loc": e["loc"] or "—", "msg": f"{_ERRORS_ZH.get(kind, '取值无效')}（{e['msg']}）"}
+        for e, kind in zip(errors_of(exc), kinds, strict=True)
+    ]
 
 
 def who(request: web.Request, session: Session) -> Acting:
