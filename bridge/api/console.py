@@ -9,9 +9,11 @@ says why (400), never a raw error.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from importlib import resources
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 from bridge.api.chart import category_chart
 from bridge.api.keys import USE_CASES
 from bridge.api.params import as_fields, errors_of
+from bridge.api.problems import status_of
 from bridge.domain.access import Role
 from bridge.domain.handoff import Phase
 from bridge.domain.reconciliation import CATEGORIES, WORKLIST
@@ -37,7 +40,8 @@ from bridge.domain.wording import (
     waited,
 )
 from bridge.domain.working_days import day_in_china
-from bridge.errors import AccessDenied
+from bridge.errors import AccessDenied, BridgeError
+from bridge.failures import log_failure
 from bridge.services.acting import Acting
 from bridge.services.casework import LOST
 from bridge.services.console_sessions import Session
@@ -58,6 +62,7 @@ from schemas.operator import (
     StudentNumberPath,
 )
 
+log = logging.getLogger(__name__)
 COOKIE = "xueji_console"
 PAGE = 100
 LOST_PAGE = 50
@@ -609,16 +614,87 @@ async def not_found(request: web.Request) -> web.Response:
     )
 
 
+class _PageRouter:
+    """Registers each page handler wrapped by as_page."""
+
+    def __init__(self, router: web.UrlDispatcher) -> None:
+        self._router = router
+
+    def add_get(self, path: str, handler: Handler) -> None:
+        self._router.add_get(path, as_page(handler))
+
+    def add_post(self, path: str, handler: Handler) -> None:
+        self._router.add_post(path, as_page(handler))
+
+
 async def stylesheet(request: web.Request) -> web.Response:
     """GET /console/static/console.css (no CDN: the data centre has no internet)."""
     css = (resources.files("bridge.api") / "static" / "console.css").read_text(encoding="utf-8")
     return web.Response(text=css, content_type="text/css", headers={"Cache-Control": "max-age=300"})
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def as_page(handler: Handler) -> Handler:
+    """A console handler whose unforeseen failures are pages too (the API's are problems):
+    the database away is a 503 page to retry, anything else a 500 page, logged by type and
+    frames only (a path may hold a student number, so the route is named, not the path)."""
+
+    @functools.wraps(handler)
+    async def page(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except BridgeError as exc:
+            status = status_of(exc)
+            if status is None:
+                return _failure_page(request, exc)
+            raise _error_page(request, status, f"无法完成 Cannot do that: {exc}") from None
+        except Exception as exc:
+            return _failure_page(request, exc)
+
+    return page
+
+
+def _failure_page(request: web.Request, exc: Exception) -> web.Response:
+    if request.transport is None or request.transport.is_closing():
+        raise exc  # the browser is gone
+    route = request.match_info.route.resource
+    where = f"{request.method} {route.canonical if route else '?'}"
+    if isinstance(exc, request.app[USE_CASES].database_away):
+        log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
+        raise _error_page(
+            request, 503, "数据库暂时不可用，请稍后刷新页面。"
+            " The bridge's database is unavailable: refresh in a moment.",
+            retry_after=5,
+        )  # fmt: skip
+    log_failure(log, "%s failed", where, exc=exc)
+    raise _error_page(
+        request, 500, "运维台出错，已记录日志，请稍后重试或联系技术人员。"
+        " The console failed; it is logged. Try again, or tell the engineers.",
+    )  # fmt: skip
+
+
+def _error_page(
+    request: web.Request, status: int, message: str, *, retry_after: int | None = None
+) -> web.HTTPException:
+    heading = {404: "找不到 Not found", 503: "暂时不可用 Unavailable"}.get(
+        status, "出错了 Something went wrong" if status >= 500 else "无法完成 Cannot do that"
+    )
+    html = _page(request, "error.html", {"heading": heading, "message": message})
+    exc = web.HTTPException(text=html, content_type="text/html", headers=_HEADERS)
+    exc.set_status(status)
+    if retry_after is not None:
+        exc.headers["Retry-After"] = str(retry_after)
+    return exc
+
+
 def add_console(app: web.Application) -> None:
     """Register the console's pages."""
     app[JINJA] = _env()
-    r = app.router
+    r = _PageRouter(app.router)
     r.add_get("/console/login", login_page)
     r.add_post("/console/login", login)
     r.add_post("/console/logout", logout)
@@ -628,8 +704,10 @@ def add_console(app: web.Application) -> None:
     r.add_get("/console/lost", lost)
     r.add_get("/console/worklist", worklist)
     r.add_get("/console/parked", parked)
-    r.add_get("/console/export.csv", export)
-    r.add_get("/console/lost.csv", lost_export)
+    # Streamed: once the first bytes are out, a failure can only cut the answer short
+    # (the problems middleware does), never become a page.
+    app.router.add_get("/console/export.csv", export)
+    app.router.add_get("/console/lost.csv", lost_export)
     r.add_get("/console/child/{n}", child)
     r.add_post("/console/reconcile", post_reconcile)
     r.add_post("/console/set-aside", post_set_aside)

@@ -296,3 +296,20 @@ async def test_the_operator_api_refuses_parameters_it_does_not_take(
     assert answer.status == 400, answer.body[:300]
     assert answer.headers["Content-Type"].startswith("application/problem+json")
     assert answer.json()["code"] == "invalid_parameter"
+
+
+async def test_a_console_failure_is_a_page_not_json(
+    api_env: SchoolApiEnv,
+    county: tuple[aiohttp.ClientSession, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    browser, _ = county
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("G110105201903070012 must not be logged")
+
+    monkeypatch.setattr(api_env.bridge.use_cases.casework, "lost", broken)
+    async with browser.get(f"{api_env.url}/console/lost?entry_year={ENTRY_YEAR}") as r:
+        text = await r.text()
+        assert r.status == 500 and r.headers["Content-Type"].startswith("text/html")
+    assert "运维台出错" in text and "G110105201903070012" not in text
