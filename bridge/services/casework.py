@@ -111,13 +111,18 @@ class Casework:
         return LostPage(rows, total, by_school, by_kg, places)
 
     async def identify(
-        self, who: Acting, page: str, numbers: Sequence[str], codes: Iterable[str | None]
-    ) -> Identified:
+        self, who: Acting, page: str, numbers: Sequence[str], codes: Iterable[str | None],
+        *, channel: str = "console",
+    ) -> Identified:  # fmt: skip
         """Names for a list page's children (audited as one line naming them) and places."""
         names = await self._book.child_names(numbers)
         places = await self._book.school_names(c for c in codes if c)
-        await self._seen(who, f"console.{page}", numbers)
+        await self._seen(who, f"{channel}.{page}", numbers)
         return Identified(names, places)
+
+    async def listed(self, who: Acting, page: str, numbers: Sequence[str]) -> None:
+        """An API page listed these children identified: one audit line naming them."""
+        await self._seen(who, f"api.{page}", numbers)
 
     async def case(self, who: Acting, student_number: str) -> ChildCase | None:
         """A child's case file within the operator's scope; its read audited."""

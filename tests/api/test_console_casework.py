@@ -313,3 +313,19 @@ async def test_a_console_failure_is_a_page_not_json(
         text = await r.text()
         assert r.status == 500 and r.headers["Content-Type"].startswith("text/html")
     assert "运维台出错" in text and "G110105201903070012" not in text
+
+
+async def test_an_api_page_of_findings_is_one_audit_line_naming_its_children(
+    api_env: SchoolApiEnv, run: int
+) -> None:
+    answer = await api_env.call(
+        "GET", f"/v1/operator/reconciliations/{run}/items?category=not_arrived&limit=3", "county"
+    )
+    assert answer.status == 200
+    numbers = {i["student_number"] for i in answer.json()["items"]}
+    assert numbers
+    rows = await api_env.bridge.pool.fetch(
+        "SELECT student_numbers FROM audit_log WHERE action = 'api.items' AND actor = $1",
+        api_env.token_ids["county"],
+    )
+    assert [set(r["student_numbers"]) for r in rows] == [numbers]
