@@ -329,3 +329,15 @@ async def test_an_api_page_of_findings_is_one_audit_line_naming_its_children(
         api_env.token_ids["county"],
     )
     assert [set(r["student_numbers"]) for r in rows] == [numbers]
+
+
+async def test_a_parameter_given_twice_is_refused(
+    api_env: SchoolApiEnv, county: tuple[aiohttp.ClientSession, str]
+) -> None:
+    answer = await api_env.call(
+        "GET", f"/v1/operator/reconciliations?entry_year={ENTRY_YEAR}&entry_year=2000", "county"
+    )
+    assert answer.status == 400 and answer.json()["code"] == "invalid_parameter"
+    browser, _ = county
+    async with browser.get(f"{api_env.url}/console/lost?page=1&page=2") as r:
+        assert r.status == 400 and "参数有误" in await r.text()
