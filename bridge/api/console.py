@@ -375,7 +375,7 @@ async def lost(request: web.Request) -> web.Response:
     return render(
         request, "lost.html", principal=signed_in.principal, csrf=signed_in.csrf,
         year=year, years=years, run=run, listing=listing, scope=where, page_no=page_no,
-        per_page=LOST_PAGE, filters=filters, lost_categories=LOST, page="lost",
+        per_page=LOST_PAGE, filters=filters, lost_categories=LOST, page="lost", groups_shown=30,
         title="未报到名单 Lost-child list",
     )  # fmt: skip
 
