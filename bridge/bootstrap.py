@@ -25,6 +25,7 @@ from bridge.adapters.postgres import failover
 from bridge.adapters.postgres.arrivals import ArrivalBook
 from bridge.adapters.postgres.audit import AuditLog
 from bridge.adapters.postgres.calendar import CalendarStore
+from bridge.adapters.postgres.casebook import Casebook
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.adapters.postgres.console_sessions import ConsoleSessionStore
 from bridge.adapters.postgres.file_keys import FileKeyStore
@@ -49,6 +50,7 @@ from bridge.metrics import Metrics
 from bridge.services.access import AuditTrail, Gate, TokenAdministration
 from bridge.services.arrivals import Arrivals
 from bridge.services.calendar import WorkingCalendar
+from bridge.services.casework import Casework
 from bridge.services.console_sessions import ConsoleSignIn
 from bridge.services.downloads import Downloads
 from bridge.services.file_keys import FileKeyAdministration
@@ -207,6 +209,7 @@ class Stores:
     probe: DatabaseProbe
     file_keys: FileKeyStore
     retention: RetentionStore
+    casebook: Casebook
 
     @classmethod
     def of(
@@ -232,7 +235,7 @@ class Stores:
             TokenStore(pool), audit, SchoolPulls(pool), SchoolLookups(pool), ReadBook(pool),
             ArrivalBook(pool), ReconciliationStore(pool), RecoveryStore(pool),
             CalendarStore(pool), ConsoleSessionStore(pool), DatabaseProbe(pool),
-            FileKeyStore(pool, keys), RetentionStore(pool),
+            FileKeyStore(pool, keys), RetentionStore(pool), Casebook(pool),
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -278,6 +281,7 @@ def build_use_cases(
         file_keys=FileKeyAdministration(s.file_keys, s.files),
         retention=build_retention(settings, stores, clock, metrics),
         clock=clock,
+        casework=Casework(s.casebook, s.runs, s.calendars, clock),
         database_away=DATABASE_UNAVAILABLE,
         health=health,
     )

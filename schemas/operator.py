@@ -2,7 +2,7 @@
 
 Queries and forms are text (see schemas.query); JSON bodies are strict: an entry year is
 a JSON integer, never ``true`` or ``"2026"``. Parameters an endpoint does not use are
-ignored, as they always were (the console's links carry a few).
+ignored by the console (its links carry a few); the JSON API refuses them (400).
 """
 
 from __future__ import annotations
@@ -42,18 +42,24 @@ class _Query(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class _ApiQuery(_Query):
+    # The JSON API names every parameter it takes (in /v1/openapi.json): any other is a
+    # caller's mistake, refused with the list of those it takes.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 # --- the JSON API ------------------------------------------------------------------------
-class RunsQuery(_Query):
+class RunsQuery(_ApiQuery):
     """`GET /v1/operator/reconciliations`."""
 
     entry_year: Annotated[EntryYearParam | None, Blank] = None
 
 
-class ReportQuery(_Query):
+class ReportQuery(_ApiQuery):
     """`GET /v1/operator/reconciliations/{run_id}` (`latest` needs `entry_year`)."""
 
     entry_year: Annotated[EntryYearParam | None, Blank] = None
@@ -71,14 +77,14 @@ class ItemsQuery(ReportQuery):
     offset: Annotated[QueryInt, Field(ge=0, le=BIGINT_MAX)] = 0
 
 
-class SetAsideQuery(_Query):
+class SetAsideQuery(_ApiQuery):
     """`GET /v1/operator/set-aside`: groups, and a reason's cases."""
 
     reason: Text | None = None
     answer: Text | None = None
 
 
-class ParkedQuery(_Query):
+class ParkedQuery(_ApiQuery):
     """`GET /v1/operator/parked`: groups, and a reason's messages."""
 
     reason: Text | None = None
@@ -149,6 +155,37 @@ class ConsoleReportQuery(ConsoleRunQuery):
     page: Annotated[Annotated[QueryInt, Field(ge=0, le=100_000)] | None, Blank] = None
 
 
+SchoolFilter = KindergartenFilter  # a 学校标识码: ten digits
+
+
+class ConsoleLostQuery(ConsoleRunQuery):
+    """`/console/lost` and `/console/lost.csv`: the lost-child list, filtered and paged."""
+
+    category: Annotated[Literal["not_arrived", "file_not_pulled", "overdue"] | None, Blank] = None
+    school: SchoolFilter = None
+    page: Annotated[Annotated[QueryInt, Field(ge=0, le=100_000)] | None, Blank] = None
+    # An identified export says what it is for (audited); without one it is de-identified.
+    purpose: Annotated[
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=200,
+                                         pattern=r"^[^\x00-\x1f\x7f]*$")] | None,
+        Blank,
+    ] = None  # fmt: skip
+
+
+class FlashQuery(_Query):
+    """What the last action did, carried by the redirect after it (codes, never text)."""
+
+    flash: Literal[
+        "retried", "resolved", "note_missing", "not_open", "reconciled", "busy",
+        "parked_retried", "parked_resolved", "parked_already",
+    ]  # fmt: skip
+    n: Annotated[QueryInt, Field(ge=0, le=1_000_000)] = 0
+    skipped: Annotated[QueryInt, Field(ge=0, le=1_000_000)] = 0
+
+
+StudentNumberPath = Annotated[str, StringConstraints(pattern=r"^[GJL][0-9A-Z]{18}$")]
+
+
 class ConsoleWorklistQuery(_Query):
     """`/console/worklist`: a group's cases (an empty answer is a group's answer too)."""
 
@@ -177,6 +214,8 @@ class SetAsideForm(_Query):
     answer: Text | None = None
     student_number: Annotated[Text | None, Blank] = None
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] = ""
+    # Where the operator acted from: the action redirects back there, filters kept.
+    back: Literal["worklist", "case"] = "worklist"
 
 
 class ParkedForm(_Query):

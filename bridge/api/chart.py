@@ -11,11 +11,13 @@ from bridge.services.ports.reconciliation import RunInfo
 
 # Matched dwarfs everything else; the chart shows what needs looking at.
 SHOWN = [c for c in Category if c is not Category.MATCHED]
+# One distinct colour per category shown (a test checks there are enough).
 COLOURS = [
     "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
     "#9c755f", "#bab0ac", "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#a6761d",
+    "#17becf", "#393b79",
 ]  # fmt: skip
-WIDTH, HEIGHT, LEFT, BOTTOM, LEGEND = 720, 260, 48, 28, 230
+WIDTH, HEIGHT, LEFT, BOTTOM, LEGEND = 720, 300, 48, 28, 230
 
 
 def category_chart(runs: Sequence[RunInfo]) -> Markup:
@@ -36,7 +38,7 @@ def category_chart(runs: Sequence[RunInfo]) -> Markup:
     for i, run in enumerate(runs):
         x = LEFT + i * bar_w + 4
         y = float(HEIGHT - BOTTOM)
-        for colour, category in zip(COLOURS, SHOWN, strict=False):
+        for colour, category in zip(COLOURS, SHOWN, strict=True):
             n = run.counts.get(category.value, 0)
             if not n:
                 continue
@@ -47,7 +49,7 @@ def category_chart(runs: Sequence[RunInfo]) -> Markup:
                 f'fill="{colour}"><title>#{run.run_id} {escape(category.value)}: {n}</title></rect>'
             )
         parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 10}" class="axis">#{run.run_id}</text>')
-    for j, (colour, category) in enumerate(zip(COLOURS, SHOWN, strict=False)):
+    for j, (colour, category) in enumerate(zip(COLOURS, SHOWN, strict=True)):
         ly = 12 + j * 15
         lx = WIDTH - LEGEND + 10
         info = CATEGORIES[category]

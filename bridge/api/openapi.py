@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic.json_schema import models_json_schema
 
+from bridge.api.operator_openapi import operator_operations
 from schemas.api import API_MODELS, ArrivalIn
 
 PROBLEM = "application/problem+json"
@@ -181,7 +182,7 @@ def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document of the school and operator API."""
     modes = [(m, "validation" if m is ArrivalIn else "serialization") for m in API_MODELS]
     _, top = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
-    paths = _operations()
+    paths = _operations() | operator_operations(_param, _problems)
     for path_item in paths.values():
         for op in path_item.values():
             op["security"] = [{"bearer": []}]
@@ -194,7 +195,8 @@ def openapi_document() -> dict[str, Any]:
             "description": "Receiving primary schools take in (接收) the record file of each"
             " child admitted and report the child's arrival (实际报到). Every call needs"
             " `Authorization: Bearer <token>`; errors are RFC 9457 problem+json with a stable"
-            " `code`.",
+            " `code`. County and provincial operators reconcile, read reports and work the"
+            " set-aside hand-overs and parked messages under /v1/operator.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
@@ -217,7 +219,8 @@ async def get_docs(request: web.Request) -> web.Response:
     for path, item in doc["paths"].items():
         for method, op in item.items():
             params = ", ".join(
-                f"<code>{html.escape(p['name'])}</code> ({p['in']})" for p in op["parameters"]
+                f"<code>{html.escape(p['name'])}</code> ({p['in']})"
+                for p in op.get("parameters", [])
             )
             statuses = ", ".join(sorted(op["responses"]))
             rows.append(

@@ -112,7 +112,7 @@ async def get_items(request: web.Request) -> web.StreamResponse:
         })  # fmt: skip
         await response.prepare(request)
         async for text in reporting.export_csv(
-            run, categories=categories, scope=scope, new_only=asked.new
+            run, categories=categories, scope=scope, new_only=asked.new, bom=True
         ):
             await response.write(text.encode())
         await response.write_eof()
@@ -121,6 +121,9 @@ async def get_items(request: web.Request) -> web.StreamResponse:
         run, categories=categories, scope=scope, new_only=asked.new, limit=asked.limit,
         offset=asked.offset,
     )  # fmt: skip
+    await request.app[USE_CASES].casework.listed(
+        _who(request, principal), "items", [i.student_number for i in items]
+    )
     return web.json_response({
         "run_id": run.run_id,
         "items": [

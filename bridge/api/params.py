@@ -21,7 +21,7 @@ T = TypeVar("T")
 
 
 def as_fields(values: MultiMapping[str], model: type[BaseModel]) -> dict[str, Any]:
-    """The parameters as the model's fields: every value of a list field, else the first."""
+    """The parameters as the model's fields: every value of a list field, else its one."""
     fields = model.model_fields
     out: dict[str, Any] = {}
     for name in values:
@@ -29,7 +29,10 @@ def as_fields(values: MultiMapping[str], model: type[BaseModel]) -> dict[str, An
             continue
         field = fields.get(name)
         many = field is not None and getattr(field.annotation, "__origin__", None) is list
-        out[name] = list(values.getall(name)) if many else values.getone(name)
+        given = values.getall(name)
+        # A parameter of one value given twice is a mistake, refused by the model (a list
+        # is no number): which one was meant cannot be told.
+        out[name] = list(given) if many or len(given) > 1 else given[0]
     return out
 
 

@@ -136,6 +136,16 @@ class WorkingCalendar:
         deadline = self._deadlines[(start, days)] = Deadline(day, provisional)
         return deadline
 
+    def working_days_between(self, start: dt.date, end: dt.date) -> int:
+        """Working days after *start* up to and including *end* (0 if *end* is not later):
+        how long something due on *start* has waited by *end*."""
+        day, counted = start, 0
+        while day < end:
+            day += dt.timedelta(days=1)
+            if self.is_working_day(day):
+                counted += 1
+        return counted
+
     def latest_start_passed(self, today: dt.date, days: int) -> Deadline:
         """The latest start day whose deadline of *days* working days has passed by *today*.
 

@@ -20,6 +20,7 @@ from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
 from bridge.entrypoints.guard import EXIT_CODES_HELP, CommandFailed, Exit, debugging, guarded
 from bridge.entrypoints.operator_commands import register_operator_commands
+from bridge.entrypoints.school_name_commands import register_school_name_commands
 from bridge.entrypoints.token_commands import register_access_commands
 from bridge.settings import Settings
 from simulator.app import main as simulate
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_access_commands(sub)
     register_operator_commands(sub)
     register_file_commands(sub)
+    register_school_name_commands(sub)
     _common_options(parser)
     return parser
 

@@ -207,10 +207,15 @@ class Recovery:
         self, who: Acting, *, kind: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
         """The newest retries with what came of them; a county's of hand-overs only."""
-        if who.county_code is not None:
+        county = who.county_code
+        if county is not None:
             kind = "handoff"
         rows = await self._store.recent_retries(limit)
-        return [r for r in rows if kind is None or r["kind"] == kind]
+        return [
+            r for r in rows
+            if (kind is None or r["kind"] == kind)
+            and (county is None or r.get("county_code") == county)
+        ]  # fmt: skip
 
     # --- hand-overs ---------------------------------------------------------------------
     async def retry_set_aside(

@@ -100,6 +100,17 @@ def _detail_out(detail: dict[str, str]) -> str:
     return "; ".join(parts)
 
 
+# A cell a spreadsheet would take for a formula (CSV injection): shown as text instead.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+BOM = "\ufeff"  # Excel on Chinese Windows reads UTF-8 (类别, names) only after one
+
+
+def csv_safe(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as the text it is, never runs."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def items_csv(items: Iterable[Item], key: bytes, *, header: bool = True) -> str:
     """De-identified CSV rows of *items*."""
     out = io.StringIO()
@@ -108,12 +119,12 @@ def items_csv(items: Iterable[Item], key: bytes, *, header: bool = True) -> str:
         writer.writerow(CSV_COLUMNS)
     for item in items:
         info = next((i for c, i in CATEGORIES.items() if c.value == item.category), None)
-        writer.writerow([
+        writer.writerow([csv_safe(v) for v in (
             item.category, info.zh if info else "", pseudonym(key, item.student_number),
             mask(item.student_number), item.county_code or "", item.kindergarten_code or "",
             item.school_code or "", item.since.isoformat() if item.since else "",
             "yes" if item.new else "", _detail_out(item.detail),
-        ])  # fmt: skip
+        )])  # fmt: skip
     return out.getvalue()
 
 
@@ -125,10 +136,14 @@ async def export_csv(
     scope: Scope,
     new_only: bool = False,
     page: int = 5000,
+    bom: bool = False,
 ) -> AsyncIterator[str]:
-    """A de-identified CSV of findings, page by page."""
+    """A de-identified CSV of findings, page by page (*bom*: first a UTF-8 BOM, for a file
+    that Excel on Chinese Windows opens)."""
     key = await store.pseudonym_key()
     offset = 0
+    if bom:
+        yield BOM
     while True:
         items = await store.items(
             run, categories=categories, scope=scope, new_only=new_only, limit=page, offset=offset
@@ -200,7 +215,10 @@ class Reporting:
         return report_json(self.findings, run, scope)
 
     def export_csv(
-        self, run: RunInfo, *, categories: list[str] | None, scope: Scope, new_only: bool = False
-    ) -> AsyncIterator[str]:
-        """A de-identified CSV of findings, page by page."""
-        return export_csv(self.findings, run, categories=categories, scope=scope, new_only=new_only)
+        self, run: RunInfo, *, categories: list[str] | None, scope: Scope, new_only: bool = False,
+        bom: bool = False,
+    ) -> AsyncIterator[str]:  # fmt: skip
+        """A de-identified CSV of findings, page by page (*bom*: a UTF-8 BOM first)."""
+        return export_csv(
+            self.findings, run, categories=categories, scope=scope, new_only=new_only, bom=bom
+        )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from bridge.services.access import AuditTrail, Gate, TokenAdministration
 from bridge.services.arrivals import Arrivals
 from bridge.services.calendar import WorkingCalendar
+from bridge.services.casework import Casework
 from bridge.services.console_sessions import ConsoleSignIn
 from bridge.services.downloads import Downloads
 from bridge.services.file_keys import FileKeyAdministration
@@ -41,6 +42,7 @@ class UseCases:
     file_keys: FileKeyAdministration
     retention: Retention
     clock: Clock
+    casework: Casework
     # The errors that mean the database is away (worth a 503 and a retry), as the
     # database adapter names them.
     database_away: tuple[type[BaseException], ...]

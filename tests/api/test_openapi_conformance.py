@@ -79,7 +79,7 @@ def run_schemathesis(url: str, token: str, numbers: list[str]) -> tuple[list[str
     return failures, calls[0]
 
 
-@pytest.mark.parametrize("who", ["school", "province"])
+@pytest.mark.parametrize("who", ["school", "county", "province"])
 async def test_every_answer_matches_the_openapi_document(who: str) -> None:
     async with school_api_env(PG_ADMIN_URL, AMQP_URL, size=10, seed=51) as env:
         numbers = [c.final_student_number for c in env.children_of(SCHOOL)[:2]]

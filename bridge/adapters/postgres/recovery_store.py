@@ -193,7 +193,9 @@ class RecoveryStore:
               ELSE (SELECT {_PARKED_OUTCOME} FROM parked_messages p WHERE p.id::text = o.target)
             END AS outcome,
             CASE WHEN o.kind = 'handoff' THEN (SELECT c.student_number FROM children c
-                 WHERE c.child_id::text = o.target) END AS student_number
+                 WHERE c.child_id::text = o.target) END AS student_number,
+            CASE WHEN o.kind = 'handoff' THEN (SELECT c.county_code FROM children c
+                 WHERE c.child_id::text = o.target) END AS county_code
             FROM operator_retries o ORDER BY o.id DESC LIMIT $1
             """,
             limit,
