@@ -184,3 +184,20 @@ async def test_progress_goes_to_stderr_when_asked_and_the_report_fits_80_columns
     assert "…" not in out and max(cell_len(line) for line in out.splitlines()) <= 80
     for category in ("registered_not_graduated", "cancelled_but_registered", "not_in_roster"):
         assert category in out
+
+
+async def test_school_names_load_from_a_csv_and_a_bad_file_is_one_sentence(
+    bridge_settings: Settings, tmp_path: Path
+) -> None:
+    good = tmp_path / "names.csv"
+    good.write_text("\ufeffcode,name\n2111010501,北京市东城区第一小学\n", encoding="utf-8")
+    code, out, err = await xueji(bridge_settings, "schools", "load", str(good))
+    assert code == 0, err
+    assert "loaded 1" in out
+
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(b"\xff\xfe not utf-8 \x80")
+    code, out, err = await xueji(bridge_settings, "schools", "load", str(bad))
+    assert code == 1 and out == ""
+    sentence = one_sentence(err)
+    assert sentence.startswith("xueji schools load: ") and "bad.csv" in sentence
