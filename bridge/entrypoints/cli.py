@@ -20,11 +20,13 @@ from bridge.entrypoints.file_commands import register_file_commands, seal_stored
 from bridge.entrypoints.operator_commands import register_operator_commands
 from bridge.entrypoints.token_commands import register_access_commands
 from bridge.errors import StartRefused
+from bridge.failures import redact_logs
 from bridge.settings import Settings
 from simulator.app import main as simulate
 
 
 def _configure_logging(level: str) -> None:
+    redact_logs()  # no identity or student number in any line, a library's included
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -271,13 +271,18 @@ def scanning_logs() -> Iterator[LogScan]:
 
 
 def identities(cohort: Cohort) -> list[str]:
-    """Every child's name and identity number: what no log line may hold."""
+    """Every child's name, identity number and student numbers (a G number holds the
+    identity number): what no log line may hold."""
     found = []
     for child in cohort.children:
         for event in child.events:
-            person = event["data"].get("child")
+            found.append(event["subject"])
+            data = event["data"]
+            found += [data[k] for k in ("student_number", "new_student_number",
+                                         "previous_student_number") if data.get(k)]  # fmt: skip
+            person = data.get("child")
             if person:
                 found.append(person["name"])
                 if person.get("id_number"):
                     found.append(person["id_number"])
-    return found
+    return sorted(set(found))
