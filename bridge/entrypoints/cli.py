@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from bridge.api.app import create_app
+from bridge.api.server import BridgeRunner
 from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
@@ -48,7 +49,7 @@ async def _until_signalled() -> None:
 
 async def _run(settings: Settings) -> None:
     async with running_bridge(settings) as bridge:
-        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
+        runner = BridgeRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()

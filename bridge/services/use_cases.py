@@ -18,6 +18,7 @@ from bridge.services.health import Health
 from bridge.services.ports.clock import Clock
 from bridge.services.reconciliation import Reconciler
 from bridge.services.recovery import Recovery
+from bridge.services.refusals import Refusals
 from bridge.services.reports import Reporting
 from bridge.services.retention import Retention
 from bridge.services.schools import SchoolChildren
@@ -41,6 +42,7 @@ class UseCases:
     file_keys: FileKeyAdministration
     retention: Retention
     clock: Clock
+    refusals: Refusals
     # The errors that mean the database is away (worth a 503 and a retry), as the
     # database adapter names them.
     database_away: tuple[type[BaseException], ...]

@@ -97,7 +97,7 @@ async def test_operator_bodies_that_break_their_model_are_refused(
         (f"/v1/schools/{SCHOOL}/handoffs?entry_year=" + TWENTY_DIGITS, "school", 400,
          "invalid_parameter"),
         (f"/v1/schools/{SCHOOL}%0A/handoffs", "province", 404, "not_found"),
-        (f"/v1/schools/{SCHOOL}%0A/record-files.zip", "province", 404, "not_found"),
+        (f"/v1/schools/{SCHOOL}%0A/record-files.zip", "school", 404, "not_found"),
         ("/v1/audit?student_number=G110105201903070012%0A", "province", 404, "not_found"),
         ("/v1/audit?token_id=tok_000000000000%0A", "province", 404, "not_found"),
         ("/v1/audit?token_id=tok_000000000000&limit=-3", "province", 400, "invalid_parameter"),

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from bridge.adapters.file_crypto import new_key_line
 from bridge.api.app import create_app
+from bridge.api.server import BridgeRunner
 from bridge.bootstrap import Bridge, running_bridge
 from bridge.domain.access import Role
 from bridge.services.sealing import seal_unused_tokens
@@ -135,7 +136,7 @@ async def serving(bridge: Bridge) -> AsyncIterator[str]:
 async def serving_app(app: web.Application) -> AsyncIterator[str]:
     """*app* on a loopback port; yields its base URL."""
     # No access log: request paths carry student numbers, which hold identity numbers.
-    runner = web.AppRunner(app, access_log=None)
+    runner = BridgeRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
