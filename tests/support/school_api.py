@@ -122,6 +122,8 @@ def settings_for(database_url: str, simulator_url: str, amqp_url: str, tag: str)
         instance_id=f"test-{tag}", poll_interval_s=0.2, retry_base_s=0.2, retry_max_s=2.0,
         registry_read_timeout_s=2.0, registry_total_timeout_s=5.0,
         registry_max_inline_wait_s=0.5, http_port=0, file_keys=new_key_line(f"test-{tag}"),
+        # Every test calls from 127.0.0.1: the bound on audited refusals is tested on its own.
+        refusal_audit_per_source=100_000, refusal_audit_in_all=100_000,
     )  # fmt: skip
 
 
