@@ -200,7 +200,10 @@ async def test_a_token_past_180_days_is_sealed_on_its_next_use_and_that_is_audit
     answer = await api_env.call("GET", f"/v1/schools/{SCHOOL}/handoffs", issued.token)
     assert (answer.status, answer.json()["code"]) == (401, "token_sealed")
     entries = await bridge.audit.query(actor=issued.token_id)
-    assert [(e.action, e.actor) for e in entries] == [("token.seal", "system:auth")]
+    assert [(e.action, e.actor) for e in entries] == [
+        ("access.refused", "anonymous"),  # the refused attempt itself
+        ("token.seal", "system:auth"),
+    ]
 
 
 @pytest.mark.parametrize(
