@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -91,3 +93,21 @@ def test_the_filter_on_a_handler_redacts_what_reaches_it() -> None:
 )
 def test_other_numbers_are_left_alone(text: str) -> None:
     assert redact(text) == text
+
+
+def test_the_xueji_process_installs_the_filter() -> None:
+    program = (
+        "import logging\n"
+        "from bridge.entrypoints.cli import _configure_logging\n"
+        "_configure_logging('INFO')\n"
+        f"logging.getLogger('aiohttp.server').error('from a library: %s', {G_NUMBER!r})\n"
+        "try:\n"
+        f"    raise ValueError({ID_NUMBER!r})\n"
+        "except ValueError:\n"
+        "    logging.getLogger('bridge').exception('failed')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert leaked(done.stderr) == [], done.stderr
+    assert "G***1X" in done.stderr and "ValueError" in done.stderr
