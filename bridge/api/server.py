@@ -164,7 +164,11 @@ class _Connection(RequestHandler):
         message: str | None = None,
     ) -> web.StreamResponse:
         if request.writer.output_size > 0 or status == 500:
-            return super().handle_error(request, status, exc, message)
+            # Ours to answer (a failure that escaped every middleware): aiohttp's plain 500,
+            # but naming no versions either (its log line is redacted like every other).
+            failed = super().handle_error(request, status, exc, message)
+            failed.headers.update({"Server": SERVER, **ALWAYS})
+            return failed
         code, said = code_for(status), "请求无法解析 the request cannot be read as HTTP"
         if isinstance(exc, BadHttpMethod):
             # The request line: the pure-Python parser's line, or quoted in llhttp's message.

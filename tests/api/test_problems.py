@@ -102,3 +102,13 @@ async def test_a_failure_after_the_headers_were_prepared_is_no_second_answer() -
     # At most the started answer's head, never a problem after it: the connection is cut.
     assert wire.count(b"HTTP/1.1 ") <= 1, wire
     assert b"server_error" not in wire and b"problem" not in wire
+
+
+async def test_a_failure_no_middleware_caught_names_no_versions_either() -> None:
+    app = web.Application()  # nothing between the view and aiohttp
+    app.router.add_get("/v1/broken/{student_number}", broken)
+    async with serving_app(app) as base, aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/v1/broken/{SECRET}") as r:
+            assert r.status == 500
+            assert r.headers["Server"] == "xueji-bridge"
+            assert SECRET not in await r.text()
