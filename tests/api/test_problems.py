@@ -107,8 +107,11 @@ async def test_a_failure_after_the_headers_were_prepared_is_no_second_answer() -
 async def test_a_failure_no_middleware_caught_names_no_versions_either() -> None:
     app = web.Application()  # nothing between the view and aiohttp
     app.router.add_get("/v1/broken/{student_number}", broken)
-    async with serving_app(app) as base, aiohttp.ClientSession() as s:
-        async with s.get(f"{base}/v1/broken/{SECRET}") as r:
-            assert r.status == 500
-            assert r.headers["Server"] == "xueji-bridge"
-            assert SECRET not in await r.text()
+    async with (
+        serving_app(app) as base,
+        aiohttp.ClientSession() as s,
+        s.get(f"{base}/v1/broken/{SECRET}") as r,
+    ):
+        assert r.status == 500
+        assert r.headers["Server"] == "xueji-bridge"
+        assert SECRET not in await r.text()
