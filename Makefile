@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 N      ?= 100000
 
-.PHONY: demo test lint typecheck unit services venv bench faults faults-ha clean
+.PHONY: demo test lint typecheck unit services browser venv bench faults faults-ha clean
 
 $(BIN)/xueji: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,16 @@ venv: $(BIN)/xueji
 services:
 	@scripts/ensure-services.sh
 
+## The console test's browser: Debian's chromium and fonts-wqy-microhei (apt-get if missing).
+browser:
+	@scripts/ensure-browser.sh
+
 ## The main job: simulator + bridge + a cohort of 2,000 children, end to end.
 demo: venv services
 	$(BIN)/xueji demo
 
-## Everything CI runs.
-test: venv services lint typecheck
+## Everything CI runs; on a fresh machine it sets up what it needs (services, browser).
+test: venv services browser lint typecheck
 	$(BIN)/python -m pytest
 
 lint: venv

@@ -43,6 +43,7 @@ from bridge.adapters.postgres.school_reads import ReadBook
 from bridge.adapters.postgres.tokens import TokenStore
 from bridge.adapters.preschool_registry import PreschoolRegistry
 from bridge.adapters.primary_registry import PrimaryRegistry
+from bridge.domain.refusal_budget import RefusalBudget
 from bridge.domain.retention import RetentionPolicy
 from bridge.domain.retry_policy import RetryPolicy
 from bridge.domain.working_days import day_in_china
@@ -63,6 +64,7 @@ from bridge.services.purge_schedule import purge_on_schedule
 from bridge.services.reconcile_schedule import reconcile_on_schedule
 from bridge.services.reconciliation import ReconcileConfig, ReconcilePorts, Reconciler
 from bridge.services.recovery import Recovery
+from bridge.services.refusals import Refusals
 from bridge.services.reports import Reporting
 from bridge.services.retention import Retention
 from bridge.services.schools import SchoolChildren
@@ -282,9 +284,21 @@ def build_use_cases(
         retention=build_retention(settings, stores, clock, metrics),
         clock=clock,
         casework=Casework(s.casebook, s.runs, s.calendars, clock),
+        refusals=build_refusals(settings, stores, metrics),
         database_away=DATABASE_UNAVAILABLE,
         health=health,
     )
+
+
+def build_refusals(settings: Settings, stores: Stores, metrics: Metrics | None) -> Refusals:
+    """Refused attempts audited within BRIDGE_REFUSAL_AUDIT_*, all of them counted."""
+    counter = metrics.refusals if metrics is not None else None
+    return Refusals(
+        stores.audit,
+        RefusalBudget(settings.refusal_audit_per_source, settings.refusal_audit_in_all),
+        counted=(lambda status, audited: counter.labels(str(status), "yes" if audited else "no")
+                 .inc()) if counter is not None else None,
+    )  # fmt: skip
 
 
 def build_retention(

@@ -46,6 +46,11 @@ class NotFound(InputRefused):
         super().__init__(message)
 
 
+class OutOfScope(NotFound):
+    """A school asked for another school's children: answered as NotFound, audited as a
+    refused attempt."""
+
+
 class InvalidEvent(InputRefused):
     """A message is not an event of events.md."""
 

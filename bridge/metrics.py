@@ -61,6 +61,12 @@ class Metrics:
             "Stored record files that failed authentication, by where it was found",
             ["where"], registry=self.registry,
         )  # fmt: skip
+        self.refusals = Counter(
+            "xueji_refusals_total",
+            "Refused attempts (401, 403, another school's list), by status and whether the"
+            " audit log took them (no: past BRIDGE_REFUSAL_AUDIT_* for the minute)",
+            ["status", "audited"], registry=self.registry,
+        )  # fmt: skip
         self.retention_erased = Counter(
             "xueji_retention_erased_total",
             "Erased after their retention period: children's personal data, record files,"

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     not_arrived_working_days: int = 5
     term_start: str = "09-01"
     console_session_hours: float = 8.0
+    # Refused attempts (401, 403, another school's list) written to the audit log per minute:
+    # per source address and in all; the rest are counted in xueji_refusals_total only.
+    refusal_audit_per_source: int = 30
+    refusal_audit_in_all: int = 600
 
     # Record files at rest (issue #19). Key-encryption keys as "id:base64key,..." (32-byte
     # AES keys; the first, or file_key_active, wraps new files), or a file holding them.

@@ -14,7 +14,7 @@ def _student_number(value: str) -> str:
 
 
 StudentNumberStr = Annotated[str, AfterValidator(_student_number)]
-CountyCode = Annotated[str, StringConstraints(pattern=r"^\d{6}$")]
-SchoolCode = Annotated[str, StringConstraints(pattern=r"^\d{10}$")]
+CountyCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{6}$")]
+SchoolCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{10}$")]
 Sha256Hex = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 EntryYear = Annotated[int, "entry year"]

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from bridge.adapters.file_crypto import new_key_line
+from bridge.failures import redact_logs
 from bridge.settings import Settings
 from tests.support.sim import SimulatorHandle
 
@@ -20,6 +21,9 @@ AMQP_URL = os.environ.get("XUEJI_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/
 # Record files are sealed at rest: every test bridge gets a key of this run (never a fixed
 # one, so nothing can come to rely on a particular key).
 FILE_KEYS = new_key_line("test-run")
+
+# As in `xueji run`: no log record of any test carries an identity or student number.
+redact_logs()
 
 MakeDatabase = Callable[[str], Awaitable[str]]
 

@@ -40,7 +40,7 @@ from bridge.services.ports.files import SealedFile
 log = logging.getLogger(__name__)
 
 KEY_BYTES = 32  # AES-256, for both the key-encryption keys and the data keys
-KEY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # fullmatch: no "$" a newline slips past
 _SPLIT = re.compile(r"[,\s]+")
 MISSING = (
     "record files are stored encrypted and the bridge has no key: set BRIDGE_FILE_KEYS"
@@ -83,7 +83,7 @@ class FileKeys:
         keys: dict[str, bytes] = {}
         for n, entry in enumerate(entries, 1):
             key_id, sep, encoded = entry.partition(":")
-            if not sep or not KEY_ID.match(key_id):
+            if not sep or not KEY_ID.fullmatch(key_id):
                 raise FileKeysInvalid(
                     f"{setting}: entry {n} is not `id:base64-key` (an id of letters, digits,"
                     " '.', '_' or '-', then a colon)"
@@ -170,7 +170,7 @@ def _decode_key(encoded: str, setting: str, key_id: str) -> bytes:
 
 def new_key_line(key_id: str) -> str:
     """A fresh ``id:base64key`` entry for BRIDGE_FILE_KEYS."""
-    if not KEY_ID.match(key_id):
+    if not KEY_ID.fullmatch(key_id):
         raise ValueError("a key id is letters, digits, '.', '_' or '-' (at most 64)")
     return f"{key_id}:{base64.b64encode(os.urandom(KEY_BYTES)).decode()}"
 

@@ -14,6 +14,7 @@ from bridge.api.operator import add_operator_routes
 from bridge.api.operators_audit import add_audit_routes
 from bridge.api.problems import problems_middleware
 from bridge.api.schools import add_school_routes
+from bridge.api.server import BODY_LIMIT, harden, refusals_middleware, requests_middleware
 from bridge.services.health import Health
 from bridge.services.use_cases import UseCases
 
@@ -51,7 +52,17 @@ def create_app(use_cases: UseCases) -> web.Application:
     """The aiohttp application of one running bridge's use cases."""
     if use_cases.health is None:
         raise ValueError("the HTTP API serves a running bridge (bootstrap.running_bridge)")
-    app = web.Application(middlewares=[problems_middleware(use_cases.database_away)])
+    # Outermost first: refusals are audited as the views raised them, then every refusal
+    # becomes a problem, and what no view should see is refused before any view runs.
+    app = web.Application(
+        middlewares=[
+            problems_middleware(use_cases.database_away),
+            refusals_middleware(use_cases.refusals),
+            requests_middleware(),
+        ],
+        client_max_size=BODY_LIMIT,
+    )
+    harden(app)
     app[USE_CASES] = use_cases
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -11,16 +11,18 @@ import re
 
 from aiohttp import web
 
-from bridge.api.auth import admit, authenticate, bearer, remote_of
+from bridge.api.auth import admit, bearer, remote_of, require
 from bridge.api.keys import USE_CASES
 from bridge.api.params import query
 from bridge.api.problems import problem
 from bridge.api.schools import school_in_scope
+from bridge.domain.access import Role
 from bridge.domain.student_number import has_number_form
 from bridge.errors import NotFound
 from bridge.services.downloads import ByteRange
 from schemas.api import ArchiveQuery, NoQuery
 
+_EXTENSIONS = {"application/json": ".json"}
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
@@ -96,12 +98,21 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
         await downloads.unavailable(principal, child, remote)
     sha, size = child.sha256, child.size
     etag, digest = f'"{sha}"', repr_digest(sha)
+    media_type = served_media_type(child.media_type)
     headers = {
         "ETag": etag,
         "Repr-Digest": digest,
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-cache",
+        **attachment(f"{child.student_number}{_EXTENSIONS.get(media_type, '.bin')}"),
     }
+    if request.method == "HEAD":  # the size, asked before a download: audited, no body
+        await downloads.asked_about(principal, child, remote)
+        head = web.StreamResponse(status=200, headers=headers)
+        head.content_type, head.content_length = media_type, size
+        await head.prepare(request)
+        await head.write_eof()
+        return head
     if etag_matches(request.headers.get("If-None-Match", ""), etag):
         await downloads.not_modified(principal, child, remote)
         return web.Response(status=304, headers=headers)
@@ -121,7 +132,6 @@ async def get_record_file(request: web.Request) -> web.StreamResponse:
     else:
         headers["Content-Digest"] = digest  # the content is the whole file here
     status = 206 if span else 200
-    media_type = child.media_type or "application/octet-stream"
     try:
         whole = await delivery.whole()
         if whole is not None:
@@ -148,8 +158,9 @@ def _connected(request: web.Request) -> bool:
 
 
 async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
-    """`GET /v1/schools/{school_code}/record-files.zip?entry_year=`."""
-    principal = await authenticate(request)
+    """`GET /v1/schools/{school_code}/record-files.zip?entry_year=`: the school's own
+    batch; operators download one file at a time (each read audited as theirs)."""
+    principal = await require(request, Role.SCHOOL)
     school_code = request.match_info["school_code"]
     school_in_scope(principal, school_code)
     entry_year = query(request, ArchiveQuery).entry_year
@@ -157,11 +168,15 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{name}"',
             "Cache-Control": "private, no-cache",
+            **attachment(name),
         }
     )
+    # Everything is checked before the answer begins; past here a failure cuts it short.
     await response.prepare(request)
+    if request.method == "HEAD":
+        await response.write_eof()
+        return response
     downloads = request.app[USE_CASES].downloads
     async for data in downloads.archive(principal, school_code, entry_year, remote_of(request)):
         await response.write(data)
@@ -169,11 +184,23 @@ async def get_record_files_zip(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def served_media_type(declared: str | None) -> str:
+    """The media type a record file goes out as: JSON as the contract has it, anything else
+    as bytes to save (never text/html or an image a browser would render on our origin)."""
+    essence = (declared or "").split(";", 1)[0].strip().lower()
+    return "application/json" if essence == "application/json" else "application/octet-stream"
+
+
+def attachment(filename: str) -> dict[str, str]:
+    """Headers that make a browser save a file, never render it on the console's origin."""
+    return {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
+
+
 def add_download_routes(app: web.Application) -> None:
-    """Register the file endpoints."""
-    app.router.add_get(
-        "/v1/schools/{school_code}/record-files.zip", get_record_files_zip, allow_head=False
-    )
-    app.router.add_get(
-        "/v1/handoffs/{student_number}/record-file", get_record_file, allow_head=False
-    )
+    """Register the file endpoints (HEAD with each GET)."""
+    app.router.add_get("/v1/schools/{school_code}/record-files.zip", get_record_files_zip)
+    app.router.add_get("/v1/handoffs/{student_number}/record-file", get_record_file)

@@ -42,6 +42,7 @@ def _problems(*statuses: int) -> dict[str, Any]:
         401: "No token, an unknown or revoked one (`unauthenticated`), or a sealed one"
         " (`token_sealed`).",
         403: "The token's role may not use this endpoint (`forbidden`).",
+        413: "The body is larger than 64 KiB (`too_large`), declared or chunked.",
         404: "No such child or school for this token (`not_found`); the same answer whether"
         " or not it exists.",
         409: "The registry says another school admitted the child (`school_mismatch`).",
@@ -60,6 +61,11 @@ def _problems(*statuses: int) -> dict[str, Any]:
         str(s): {"description": texts[s], "content": {PROBLEM: {"schema": _ref("Problem")}}}
         for s in statuses
     }
+    if 401 in statuses:
+        answers["401"]["headers"] = {
+            "WWW-Authenticate": {"description": "`Bearer realm=\"xueji-bridge\"`.",
+                                 "schema": {"type": "string"}}
+        }  # fmt: skip
     if 503 in statuses:
         answers["503"]["headers"] = {
             "Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}
@@ -77,6 +83,7 @@ def _file_headers() -> dict[str, Any]:
         "ETag": {"description": "The quoted sha256 of the whole file.", "schema": text},
         "Repr-Digest": {"description": "RFC 9530 sha-256 of the whole file.", "schema": text},
         "Accept-Ranges": {"description": "`bytes`.", "schema": text},
+        "Content-Disposition": {"description": "`attachment; filename=…`.", "schema": text},
     }
 
 
@@ -107,7 +114,8 @@ def _operations() -> dict[str, Any]:
         "/v1/schools/{school_code}/record-files.zip": {"get": {
             "operationId": "downloadRecordFilesZip",
             "summary": "Many record files at once, as a streamed ZIP with manifest.json",
-            "description": "`manifest.json` (last entry) lists each file's name, student"
+            "description": "Schools only (operators download one file at a time)."
+            " `manifest.json` (last entry) lists each file's name, student"
             " number, sha256, size and media type. Every file in it counts as downloaded."
             " Files it cannot hold (erased after retention, or damaged) are listed under"
             " `not_included` with the reason.",
@@ -115,7 +123,7 @@ def _operations() -> dict[str, Any]:
             "responses": {
                 "200": {"description": "A ZIP archive.",
                         "content": {"application/zip": {"schema": binary}}},
-                **_problems(400, 401, 404),
+                **_problems(400, 401, 403, 404),
             },
         }},
         "/v1/handoffs/{student_number}": {"get": {
@@ -128,8 +136,12 @@ def _operations() -> dict[str, Any]:
         "/v1/handoffs/{student_number}/record-file": {"get": {
             "operationId": "downloadRecordFile",
             "summary": "The record file (学籍档案), streamed",
-            "description": "`ETag` is the quoted sha256; `If-None-Match` gives 304, `Range`"
-            " (one range) gives 206 for resuming. Every download is kept as a receipt.",
+            "description": "The child's school, and operators in scope (their reads audited"
+            " as an operator's). Sent as an attachment: `application/json` as the contract"
+            " has it, anything else as `application/octet-stream`. `ETag` is the quoted"
+            " sha256; `If-None-Match` gives 304, `Range` (one range) gives 206 for resuming."
+            " `HEAD` gives the size without the file (audited as `record_file.head`). Every"
+            " download is kept as a receipt.",
             "parameters": [
                 number,
                 _param("If-None-Match", "header", {"type": "string"}, "ETags you hold."),
@@ -138,10 +150,10 @@ def _operations() -> dict[str, Any]:
             "responses": {
                 # No schema: the bytes are the file's own, of its own media type (a part
                 # of it, for 206), which no JSON Schema here describes.
-                "200": {"description": "The whole file, in its media type.",
-                        "headers": _file_headers(), "content": {"*/*": {}}},
+                "200": {"description": "The whole file.", "headers": _file_headers(),
+                        "content": {"application/json": {}, "application/octet-stream": {}}},
                 "206": {"description": "The requested range.", "headers": _file_headers(),
-                        "content": {"*/*": {}}},
+                        "content": {"application/json": {}, "application/octet-stream": {}}},
                 "304": {"description": "You hold this version already."},
                 **_problems(401, 404, 410, 416),
             },
@@ -158,7 +170,7 @@ def _operations() -> dict[str, Any]:
             "responses": {
                 "200": _json("Already enrolled: nothing changed.", "ArrivalAccepted"),
                 "202": _json("Recorded; the registry is being told.", "ArrivalAccepted"),
-                **_problems(400, 401, 403, 404, 409, 415, 422),
+                **_problems(400, 401, 403, 404, 409, 413, 415, 422),
             },
         }},
         "/v1/audit": {"get": {

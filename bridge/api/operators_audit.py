@@ -39,4 +39,4 @@ async def query_audit(request: web.Request) -> web.Response:
 
 def add_audit_routes(app: web.Application) -> None:
     """Register the operators' audit endpoint."""
-    app.router.add_get("/v1/audit", query_audit, allow_head=False)
+    app.router.add_get("/v1/audit", query_audit)

@@ -19,7 +19,7 @@ from bridge.errors import (
     RecordFileDamaged,
     RecordFileGone,
 )
-from bridge.failures import log_failure
+from bridge.failures import described, log_failure
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,16 @@ def problem(status: int, code: str, message: str, **extra: Any) -> web.HTTPExcep
         "message": message,
         **extra,
     }
-    exc_class = web.HTTPException
+    text = orjson.dumps(body).decode()
     for cls in (web.HTTPClientError, web.HTTPServerError):
         for sub in cls.__subclasses__():
             if getattr(sub, "status_code", None) == status:
-                exc_class = sub
-    exc = exc_class(text=orjson.dumps(body).decode(), content_type=PROBLEM_JSON)
-    if exc_class is web.HTTPException:
-        exc.set_status(status)
+                try:
+                    return sub(text=text, content_type=PROBLEM_JSON)
+                except TypeError:  # 405, 413: their classes want more; the plain one will do
+                    break
+    exc = web.HTTPException(text=text, content_type=PROBLEM_JSON)
+    exc.set_status(status)
     return exc
 
 
@@ -92,22 +94,47 @@ def problems_middleware(database_away: tuple[type[BaseException], ...]) -> Middl
         try:
             return await handler(request)
         except web.HTTPException as exc:
+            if _answer_began(request):
+                return _cut_short(request, exc)
             # Written already: a problem, or a page of the console saying why.
             if exc.content_type in (PROBLEM_JSON, "text/html") or exc.status < 400:
                 raise
-            refusal = problem(exc.status, _code_for(exc.status), exc.reason)
+            refusal = problem(exc.status, code_for(exc.status), _said(exc))
             if "Allow" in exc.headers:  # 405 must say which methods the resource has
                 refusal.headers["Allow"] = exc.headers["Allow"]
             raise refusal from None
         except BridgeError as exc:
+            if _answer_began(request):
+                return _cut_short(request, exc)
             status = status_of(exc)
-            if status is None or _answer_began(request):
+            if status is None:
                 _failed(request, exc, database_away)
             raise problem(status, exc.code, str(exc), **details_of(exc)) from None
         except Exception as exc:
+            if _answer_began(request):
+                return _cut_short(request, exc)
             _failed(request, exc, database_away)
 
     return problems
+
+
+_BEGUN = web.RequestKey("xueji.answer_begun", web.StreamResponse)
+
+
+def answer_began(request: web.Request, response: web.StreamResponse) -> None:
+    """Mark *request* as answered in part: *response* is prepared (its headers may be held
+    back until its first bytes, so the writer's count alone cannot tell)."""
+    request[_BEGUN] = response
+
+
+def _cut_short(request: web.Request, exc: BaseException) -> web.StreamResponse:
+    """A failure after the answer began: a problem now would be a second answer inside the
+    first (a keep-alive client or a proxy would then mismatch answers). The connection is
+    cut instead, and the client sees the transfer cut short."""
+    log.error("%s failed after the answer began: %s", _where(request), described(exc))
+    if request.transport is not None:
+        request.transport.abort()
+    return request[_BEGUN]
 
 
 def _failed(
@@ -115,11 +142,6 @@ def _failed(
 ) -> NoReturn:
     if request.transport is None or request.transport.is_closing():
         raise exc  # the client is gone: there is no one to answer
-    if _answer_began(request):
-        # Part of the answer has gone: a problem now would land inside the body. Left to
-        # aiohttp, the connection is closed and the client sees the transfer cut short.
-        log.error("%s failed after the answer began: %s", _where(request), type(exc).__name__)
-        raise exc
     where = _where(request)
     if isinstance(exc, database_away):
         log.warning("%s: the database is unavailable (%s)", where, type(exc).__name__)
@@ -133,7 +155,7 @@ def _failed(
 
 
 def _answer_began(request: web.Request) -> bool:
-    return request.writer.output_size > 0
+    return _BEGUN in request or request.writer.output_size > 0
 
 
 def _where(request: web.Request) -> str:
@@ -144,7 +166,19 @@ def _where(request: web.Request) -> str:
     return f"{request.method} {route.canonical if route else '(no route)'}"
 
 
-def _code_for(status: int) -> str:
+_SAID = {
+    404: "没有这个地址 no such path",
+    405: "该地址不接受此方法 this path does not take this method; see Allow",
+    413: "请求体过大 the body is too large",
+}
+
+
+def _said(exc: web.HTTPException) -> str:
+    # aiohttp's own texts are fine to pass on (no input in them), its reasons terse.
+    return _SAID.get(exc.status, exc.reason)
+
+
+def code_for(status: int) -> str:
     return {
         400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
         405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type",

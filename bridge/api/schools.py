@@ -17,7 +17,7 @@ from bridge.api.params import body, query
 from bridge.api.problems import problem
 from bridge.api.school_bodies import accepted, json_body, page_of, summary, unchanged
 from bridge.domain.access import Principal, Role
-from bridge.errors import NotFound
+from bridge.errors import NotFound, OutOfScope
 from bridge.services.arrivals import ArrivalOutcome
 from bridge.services.ports.schools import ListQuery
 from schemas.api import ArrivalIn, HandoffListQuery, NoQuery
@@ -32,8 +32,10 @@ ARRIVAL_SHAPE = 'the body must be {"arrived_on": "YYYY-MM-DD"}'
 def school_in_scope(principal: Principal, school_code: str) -> None:
     """A school token reaches its own school's lists only (NotFound, like a school that
     does not exist); operators are filtered by their scope."""
-    if not SCHOOL_FORM.fullmatch(school_code) or not principal.may_list(school_code):
+    if not SCHOOL_FORM.fullmatch(school_code):
         raise NotFound()
+    if not principal.may_list(school_code):
+        raise OutOfScope()  # answered as NotFound; audited as a refused attempt
 
 
 async def list_handoffs(request: web.Request) -> web.Response:
@@ -98,6 +100,6 @@ async def report_arrival(request: web.Request) -> web.Response:
 
 def add_school_routes(app: web.Application) -> None:
     """Register the school endpoints of this module (lists, summaries, arrivals)."""
-    app.router.add_get("/v1/schools/{school_code}/handoffs", list_handoffs, allow_head=False)
-    app.router.add_get("/v1/handoffs/{student_number}", get_handoff, allow_head=False)
+    app.router.add_get("/v1/schools/{school_code}/handoffs", list_handoffs)
+    app.router.add_get("/v1/handoffs/{student_number}", get_handoff)
     app.router.add_post("/v1/handoffs/{student_number}/arrival", report_arrival)

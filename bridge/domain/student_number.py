@@ -32,8 +32,9 @@ class NumberForm(enum.StrEnum):
 # The shape of any number, before its check characters are looked at (fullmatch: no "$"
 # that a trailing newline slips past).
 NUMBER_FORM = re.compile(r"[GJL][0-9]{17}[0-9X]")
-_J_PATTERN = re.compile(r"^\d{6}(\d{8})\d{3}[0-9X]$")
-_L_PATTERN = re.compile(r"^\d{6}(\d{8})\d{4}$")
+# ASCII digits only (\d takes any script's digits), matched whole.
+_J_PATTERN = re.compile(r"[0-9]{6}([0-9]{8})[0-9]{3}[0-9X]")
+_L_PATTERN = re.compile(r"[0-9]{6}([0-9]{8})[0-9]{4}")
 
 
 def _birth_date(yyyymmdd: str) -> dt.date:
@@ -92,7 +93,7 @@ class StudentNumber:
         if prefix == NumberForm.RESIDENT_ID:
             validate_resident_id(body)
         elif prefix == NumberForm.FORMAL_NO_ID:
-            match = _J_PATTERN.match(body)
+            match = _J_PATTERN.fullmatch(body)
             if not match:
                 raise InvalidStudentNumber(
                     "J number must be region(6) date(8) sequence(3) check(1)"
@@ -101,7 +102,7 @@ class StudentNumber:
             if not mod_11_2.is_valid(body):
                 raise InvalidStudentNumber("J number check character is wrong")
         elif prefix == NumberForm.TEMPORARY:
-            match = _L_PATTERN.match(body)
+            match = _L_PATTERN.fullmatch(body)
             if not match:
                 raise InvalidStudentNumber("L number must be region(6) date(8) random(4) digits")
             _birth_date(match.group(1))

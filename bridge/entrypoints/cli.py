@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from aiohttp import web
 
 from bridge.api.app import create_app
+from bridge.api.server import BridgeRunner
 from bridge.bootstrap import operator_tools, running_bridge
 from bridge.entrypoints.demo import run_demo
 from bridge.entrypoints.file_commands import register_file_commands, seal_stored_files
@@ -22,11 +23,13 @@ from bridge.entrypoints.guard import EXIT_CODES_HELP, CommandFailed, Exit, debug
 from bridge.entrypoints.operator_commands import register_operator_commands
 from bridge.entrypoints.school_name_commands import register_school_name_commands
 from bridge.entrypoints.token_commands import register_access_commands
+from bridge.failures import redact_logs
 from bridge.settings import Settings
 from simulator.app import main as simulate
 
 
 def _configure_logging(level: int) -> None:
+    redact_logs()  # no identity or student number in any line, a library's included
     logging.basicConfig(
         level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -48,7 +51,7 @@ async def _until_signalled() -> None:
 
 async def _run(settings: Settings) -> None:
     async with running_bridge(settings) as bridge:
-        runner = web.AppRunner(create_app(bridge.use_cases), access_log=None)
+        runner = BridgeRunner(create_app(bridge.use_cases), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
         await site.start()

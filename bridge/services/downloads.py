@@ -48,6 +48,7 @@ CHUNK_BYTES = 256 * 1024
 ZIP_PAGE = 200
 _EXTENSIONS = {"application/json": ".json", "application/pdf": ".pdf"}
 ACTION = "record_file.read"
+HEAD_ACTION = "record_file.head"
 DAMAGED = (
     "the bridge's stored copy of this record file failed its integrity check: it is"
     " reported and will be fetched again from the preschool registry; try again later"
@@ -75,7 +76,9 @@ def _entry(
 ) -> ReadEntry:
     """The receipt, the pull (the admitting school's complete download) and the audit line."""
     assert child.sha256 is not None
-    detail: dict[str, object] = {"sha256": child.sha256, "bytes": sent, "via": via}
+    detail: dict[str, object] = {
+        "sha256": child.sha256, "bytes": sent, "via": via, "reader": reader_of(principal)
+    }  # fmt: skip
     if span is not None:
         detail["range"] = f"{span.first}-{span.last}"
     own = principal.role is Role.SCHOOL and principal.school_code == child.school_code
@@ -88,6 +91,11 @@ def _entry(
         pulled=(child.child_id, child.school_code, child.sha256)
         if own and complete and child.school_code else None,
     )  # fmt: skip
+
+
+def reader_of(principal: Principal) -> str:
+    """Who read a record file: its school, or an operator in scope (an operator's read)."""
+    return "school" if principal.role is Role.SCHOOL else "operator"
 
 
 class Delivery:
@@ -279,6 +287,14 @@ class Downloads:
                          {"sha256": child.sha256})  # fmt: skip
         await self.receipts.keep(ReadEntry(audit=(line,)))
         raise refusal
+
+    async def asked_about(self, principal: Principal, child: ChildFile, remote: str | None) -> None:
+        """A HEAD of the file (its size and digest, asked before a download): audited, no
+        receipt (nothing of the file went)."""
+        assert child.sha256 is not None
+        line = AuditLine(principal, HEAD_ACTION, "ok", child.student_number, remote,
+                         {"sha256": child.sha256, "reader": reader_of(principal)})  # fmt: skip
+        await self.receipts.keep(ReadEntry(audit=(line,)))
 
     async def not_modified(
         self, principal: Principal, child: ChildFile, remote: str | None

@@ -19,6 +19,7 @@ from bridge.services.health import Health
 from bridge.services.ports.clock import Clock
 from bridge.services.reconciliation import Reconciler
 from bridge.services.recovery import Recovery
+from bridge.services.refusals import Refusals
 from bridge.services.reports import Reporting
 from bridge.services.retention import Retention
 from bridge.services.schools import SchoolChildren
@@ -43,6 +44,7 @@ class UseCases:
     retention: Retention
     clock: Clock
     casework: Casework
+    refusals: Refusals
     # The errors that mean the database is away (worth a 503 and a retry), as the
     # database adapter names them.
     database_away: tuple[type[BaseException], ...]

@@ -219,7 +219,12 @@ async def test_a_file_larger_than_a_chunk_streams_whole_and_in_ranges(
     path = f"/v1/handoffs/{number}/record-file"
     whole = await api_env.call("GET", path, token)
     assert (whole.status, whole.body) == (200, content)
-    assert whole.headers["Content-Type"] == "application/pdf"
+    # Only JSON goes out as itself (the contract's media type); anything else as bytes.
+    assert whole.headers["Content-Type"] == "application/octet-stream"
+    assert whole.headers["Content-Disposition"] == f'attachment; filename="{number}.bin"'
+    head = await api_env.call("HEAD", path, token)
+    assert (head.status, head.body) == (200, b"")
+    assert head.headers["Content-Length"] == str(len(content))
     assert whole.headers["ETag"] == f'"{sha}"'
     start, end = CHUNK_BYTES - 10, 2 * CHUNK_BYTES + 10
     part = await api_env.call("GET", path, token, headers={"Range": f"bytes={start}-{end}"})
@@ -274,6 +279,7 @@ async def test_a_download_counts_as_a_use_and_an_overdue_token_is_sealed_on_the_
     assert (refused.status, refused.json()["code"]) == (401, "token_sealed")
     entries = await bridge.audit.query(actor=issued.token_id)
     assert [(e.action, e.actor, e.outcome) for e in entries] == [
+        ("access.refused", "anonymous", "token_sealed"),  # the refused attempt itself
         ("token.seal", "system:auth", "sealed"),
         ("record_file.read", issued.token_id, "ok"),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from bridge.adapters.postgres.connection import DATABASE_UNAVAILABLE
 from bridge.api.problems import PROBLEM_JSON, RETRY_AFTER_S, problems_middleware
+from bridge.api.server import harden
 from tests.support.school_api import serving_app
 
 SECRET = "G110101201905060012"  # stands for a child's data quoted by a failing library
@@ -77,3 +79,39 @@ async def test_a_failure_after_the_answer_began_cuts_the_transfer_short(url: str
                 received += chunk
     # Cut short, never a problem document passed off as the rest of the file.
     assert received == PART[: len(received)] and b"unavailable" not in received
+
+
+async def started_then_failed(request: web.Request) -> web.StreamResponse:
+    # Headers prepared (held back by aiohttp until the first bytes), then a failure: a
+    # problem now would be a second answer inside the first.
+    response = web.StreamResponse()
+    await response.prepare(request)
+    raise RuntimeError(f"could not finish {SECRET}")
+
+
+async def test_a_failure_after_the_headers_were_prepared_is_no_second_answer() -> None:
+    app = web.Application(middlewares=[problems_middleware(DATABASE_UNAVAILABLE)])
+    harden(app)
+    app.router.add_get("/v1/started", started_then_failed)
+    async with serving_app(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GET /v1/started HTTP/1.1\r\nHost: x\r\n\r\n")  # keep-alive
+        wire = await asyncio.wait_for(reader.read(-1), 5)
+        writer.close()
+    # At most the started answer's head, never a problem after it: the connection is cut.
+    assert wire.count(b"HTTP/1.1 ") <= 1, wire
+    assert b"server_error" not in wire and b"problem" not in wire
+
+
+async def test_a_failure_no_middleware_caught_names_no_versions_either() -> None:
+    app = web.Application()  # nothing between the view and aiohttp
+    app.router.add_get("/v1/broken/{student_number}", broken)
+    async with (
+        serving_app(app) as base,
+        aiohttp.ClientSession() as s,
+        s.get(f"{base}/v1/broken/{SECRET}") as r,
+    ):
+        assert r.status == 500
+        assert r.headers["Server"] == "xueji-bridge"
+        assert SECRET not in await r.text()

@@ -12,9 +12,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
-from tests.support.school_api import ENTRY_YEAR, SCHOOL, SchoolApiEnv
+from bridge.domain.refusal_budget import RefusalBudget
+from tests.support.school_api import (
+    BAD_TOKEN,
+    ENTRY_YEAR,
+    SAME_COUNTY_SCHOOL,
+    SCHOOL,
+    SchoolApiEnv,
+)
 
 pytestmark = pytest.mark.live
 
@@ -97,7 +105,7 @@ async def test_operator_bodies_that_break_their_model_are_refused(
         (f"/v1/schools/{SCHOOL}/handoffs?entry_year=" + TWENTY_DIGITS, "school", 400,
          "invalid_parameter"),
         (f"/v1/schools/{SCHOOL}%0A/handoffs", "province", 404, "not_found"),
-        (f"/v1/schools/{SCHOOL}%0A/record-files.zip", "province", 404, "not_found"),
+        (f"/v1/schools/{SCHOOL}%0A/record-files.zip", "school", 404, "not_found"),
         ("/v1/audit?student_number=G110105201903070012%0A", "province", 404, "not_found"),
         ("/v1/audit?token_id=tok_000000000000%0A", "province", 404, "not_found"),
         ("/v1/audit?token_id=tok_000000000000&limit=-3", "province", 400, "invalid_parameter"),
@@ -177,3 +185,76 @@ async def test_console_forms_refuse_bad_values_with_a_page(
         "SELECT count(*) FROM recon_runs WHERE entry_year < 2000"
     )
     assert started == 0
+
+
+async def refusals_since(env: SchoolApiEnv, last_id: int) -> list[dict[str, Any]]:
+    rows = await env.bridge.pool.fetch(
+        "SELECT id, actor, target_token, outcome, remote, detail FROM audit_log"
+        " WHERE action = 'access.refused' AND id > $1 ORDER BY id",
+        last_id,
+    )
+    return [{**dict(r), "detail": orjson.loads(r["detail"])} for r in rows]
+
+
+async def last_audit_id(env: SchoolApiEnv) -> int:
+    return int(await env.bridge.pool.fetchval("SELECT coalesce(max(id), 0) FROM audit_log"))
+
+
+async def test_refused_attempts_are_audited(
+    api_env: SchoolApiEnv, console: tuple[aiohttp.ClientSession, str]
+) -> None:
+    env, browser = api_env, console[0]
+    number = env.children_of(SCHOOL)[3].final_student_number
+    school_id = env.token_ids["school"]
+    start = await last_audit_id(env)
+    wrong_secret = f"xj_{school_id}_not-its-secret"
+    assert (await env.call("GET", f"/v1/handoffs/{number}", wrong_secret)).status == 401
+    assert (await env.call("POST", f"/v1/handoffs/{number}/arrival", "county",
+                           json={"arrived_on": "2026-09-01"})).status == 403  # fmt: skip
+    assert (await env.call("GET", f"/v1/schools/{SAME_COUNTY_SCHOOL}/handoffs", "school")
+            ).status == 404  # fmt: skip
+    assert (await env.call("GET", f"/v1/schools/{SAME_COUNTY_SCHOOL}/record-files.zip",
+                           "school")).status == 404  # fmt: skip
+    async with browser.post(f"{env.url}/console/login", data={"token": BAD_TOKEN}) as r:
+        assert r.status == 401
+    async with browser.post(
+        f"{env.url}/console/reconcile", data={"entry_year": "2026", "csrf": "forged"}
+    ) as r:
+        assert r.status == 403
+    seen = [
+        (e["actor"], e["target_token"], e["outcome"], e["detail"]["status"], e["detail"]["route"])
+        for e in await refusals_since(env, start)
+    ]
+    assert seen == [
+        ("anonymous", school_id, "unauthenticated", 401, "/v1/handoffs/{student_number}"),
+        (env.token_ids["county"], env.token_ids["county"], "forbidden", 403,
+         "/v1/handoffs/{student_number}/arrival"),
+        (school_id, school_id, "out_of_scope", 404, "/v1/schools/{school_code}/handoffs"),
+        (school_id, school_id, "out_of_scope", 404,
+         "/v1/schools/{school_code}/record-files.zip"),
+        ("anonymous", None, "refused", 401, "/console/login"),
+        ("anonymous", None, "forbidden", 403, "/console/reconcile"),
+    ]  # fmt: skip
+    # The token's own trail shows the attempt with a wrong secret.
+    trail = await env.call("GET", f"/v1/audit?token_id={school_id}", "province")
+    assert "access.refused" in {e["action"] for e in trail.json()["items"]}
+
+
+async def test_refusals_past_the_bound_are_counted_not_written(api_env: SchoolApiEnv) -> None:
+    refusals = api_env.bridge.use_cases.refusals
+    roomy = refusals.budget
+    refusals.budget = RefusalBudget(per_source=3, in_all=1000)
+    try:
+        start = await last_audit_id(api_env)
+        for _ in range(12):
+            assert (await api_env.call("GET", "/v1/audit?token_id=x", "bad")).status == 401
+        written = await refusals_since(api_env, start)
+    finally:
+        refusals.budget = roomy
+    assert len(written) == 3
+    metrics = (await api_env.call("GET", "/metrics")).body.decode()
+    dropped = [
+        float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+        if line.startswith('xueji_refusals_total{audited="no",status="401"}')
+    ]  # fmt: skip
+    assert dropped and dropped[0] >= 9

@@ -18,6 +18,7 @@ from multidict import CIMultiDict
 
 from bridge.adapters.file_crypto import new_key_line
 from bridge.api.app import create_app
+from bridge.api.server import BridgeRunner
 from bridge.bootstrap import Bridge, running_bridge
 from bridge.domain.access import Role
 from bridge.services.sealing import seal_unused_tokens
@@ -121,6 +122,8 @@ def settings_for(database_url: str, simulator_url: str, amqp_url: str, tag: str)
         instance_id=f"test-{tag}", poll_interval_s=0.2, retry_base_s=0.2, retry_max_s=2.0,
         registry_read_timeout_s=2.0, registry_total_timeout_s=5.0,
         registry_max_inline_wait_s=0.5, http_port=0, file_keys=new_key_line(f"test-{tag}"),
+        # Every test calls from 127.0.0.1: the bound on audited refusals is tested on its own.
+        refusal_audit_per_source=100_000, refusal_audit_in_all=100_000,
     )  # fmt: skip
 
 
@@ -135,7 +138,7 @@ async def serving(bridge: Bridge) -> AsyncIterator[str]:
 async def serving_app(app: web.Application) -> AsyncIterator[str]:
     """*app* on a loopback port; yields its base URL."""
     # No access log: request paths carry student numbers, which hold identity numbers.
-    runner = web.AppRunner(app, access_log=None)
+    runner = BridgeRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -271,13 +274,18 @@ def scanning_logs() -> Iterator[LogScan]:
 
 
 def identities(cohort: Cohort) -> list[str]:
-    """Every child's name and identity number: what no log line may hold."""
+    """Every child's name, identity number and student numbers (a G number holds the
+    identity number): what no log line may hold."""
     found = []
     for child in cohort.children:
         for event in child.events:
-            person = event["data"].get("child")
+            found.append(event["subject"])
+            data = event["data"]
+            found += [data[k] for k in ("student_number", "new_student_number",
+                                         "previous_student_number") if data.get(k)]  # fmt: skip
+            person = data.get("child")
             if person:
                 found.append(person["name"])
                 if person.get("id_number"):
                     found.append(person["id_number"])
-    return found
+    return sorted(set(found))

@@ -41,9 +41,9 @@ MAY_IMPORT = {
     "domain": set(),
     "schemas": {"domain"},
     "metrics": set(),
-    # How a log line may speak of an unexpected exception: a leaf, like metrics, for every
-    # layer that catches one.
-    "failures": set(),
+    # How a log line may speak of an unexpected exception and of a child: for every layer
+    # that logs; it knows only the pure core's redaction.
+    "failures": {"domain"},
     "settings": set(),
     "services": {"domain", "schemas", "metrics", "failures"},
     "adapters": {"domain", "schemas", "metrics", "failures", "services"},

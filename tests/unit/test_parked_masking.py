@@ -93,3 +93,11 @@ def test_a_retry_sends_the_publishers_headers_and_content_type_back() -> None:
         "cloudEvents_id": bytearray(b"\xff"),
     }
     assert original_message({}, headers) is None  # rows parked before properties were kept
+
+
+def test_numbers_spelled_in_escapes_are_masked() -> None:
+    # JSON quoted twice keeps its \uXXXX escapes in the decoded text: still a number.
+    spelled = "".join(f"\\u{ord(c):04x}" for c in G)
+    shown = masked_body(orjson.dumps({"note": f"moved: {spelled}", "raw": spelled}))
+    assert G not in shown and G[1:] not in shown and spelled not in shown
+    assert "G***76" in shown

@@ -71,3 +71,16 @@ def test_check_character_of_the_contract_example() -> None:
 def test_mask_keeps_no_more_than_form_and_two_characters() -> None:
     assert mask("G110105201903070012") == "G***12"
     assert mask(None) == "-"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "J" + "١١٠١٠٥" + "20190307" + "001" + "5",  # Arabic-Indic digits: \d would take them
+        "L" + "110105" + "20190307" + "٠٠١٢",
+        "L11010520190307001\n",
+    ],
+)
+def test_a_number_is_ascii_digits_matched_whole(value: str) -> None:
+    with pytest.raises(InvalidStudentNumber):
+        StudentNumber.parse(value)
