@@ -272,6 +272,7 @@ def add_operator_routes(app: web.Application) -> None:
     r.add_post("/v1/operator/set-aside/resolve", resolve_set_aside)
     r.add_get("/v1/operator/parked", parked_groups)
     r.add_post("/v1/operator/parked/retry", retry_parked)
-    r.add_get("/v1/operator/parked/{id}", parked_message)
+    # "retry" is the POST beside the ids, not an id: a GET of it is a 405 naming POST.
+    r.add_get("/v1/operator/parked/{id:(?!retry$)[^{}/]+}", parked_message)
     r.add_post("/v1/operator/parked/{id}/resolve", resolve_parked)
     r.add_get("/v1/operator/retries", retries)
