@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -36,6 +37,7 @@ from bridge.errors import InvalidEvent
 from schemas import strict_json
 from schemas.codes import CountyCode, SchoolCode, Sha256Hex, StudentNumberStr
 from schemas.media_type import MediaTypeRefused, parse_media_type
+from schemas.query import an_instant
 
 TYPE_PREFIX = "cn.edu.preschool."
 JSON_MEDIA_TYPE = "application/json"
@@ -58,7 +60,7 @@ def _text(value: Any) -> Any:
 
 # Dates and times are JSON strings (RFC 3339 / ISO 8601), never numbers read as epochs.
 IsoDate = Annotated[dt.date, BeforeValidator(_text)]
-IsoTime = Annotated[AwareDatetime, BeforeValidator(_text)]
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_text), AfterValidator(an_instant)]
 
 
 class _Strict(BaseModel):

@@ -212,10 +212,17 @@ class SetAsideForm(_Query):
     action: Literal["retry", "resolve"]
     reason: Annotated[Text | None, Blank] = None
     answer: Text | None = None
-    student_number: Annotated[Text | None, Blank] = None
+    student_number: Annotated[StudentNumberPath | None, Blank] = None
     note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] = ""
     # Where the operator acted from: the action redirects back there, filters kept.
     back: Literal["worklist", "case"] = "worklist"
+
+    @model_validator(mode="after")
+    def _names_something(self) -> Self:
+        # As the API's: a retry naming neither a group nor a child would release them all.
+        if self.action == "retry" and not self.reason and not self.student_number:
+            raise ValueError("name a reason (a group) or a student_number")
+        return self
 
 
 class ParkedForm(_Query):

@@ -35,7 +35,8 @@ def _rfc3339(value: object) -> object:
     return value
 
 
-def _an_instant(value: dt.datetime) -> dt.datetime:
+def an_instant(value: dt.datetime) -> dt.datetime:
+    """*value*, if it is an instant UTC can name (year 1 at +01:00 is not)."""
     try:
         value.astimezone(dt.UTC)  # e.g. year 1 at +01:00 is no instant in UTC
     except OverflowError:
@@ -50,6 +51,6 @@ def _blank_is_none(value: object) -> object:
 QueryInt = Annotated[int, BeforeValidator(_whole_number)]
 EntryYearParam = Annotated[QueryInt, Field(ge=2000, le=2100)]
 RowId = Annotated[QueryInt, Field(ge=1, le=BIGINT_MAX)]
-Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_an_instant)]
+Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(an_instant)]
 # An empty form field or parameter (a select's "all", an empty filter) means "not given".
 Blank = BeforeValidator(_blank_is_none)

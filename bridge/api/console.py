@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from importlib import resources
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from aiohttp import web
@@ -48,6 +48,7 @@ from bridge.services.console_sessions import Session
 from bridge.services.ports.reconciliation import RunInfo, Scope
 from bridge.services.reconciliation import ReconciliationBusy
 from bridge.services.recovery import masked_body
+from bridge.services.refusals import Refusal
 from bridge.services.reports import scope_for
 from schemas.operator import (
     ConsoleLostQuery,
@@ -98,7 +99,7 @@ def when_text(value: str | None) -> str:
         return "—"
     try:
         return china_time(dt.datetime.fromisoformat(value))
-    except ValueError:
+    except (ValueError, OverflowError):  # a year 1 or 9999 instant has no China day
         return value
 
 
@@ -227,15 +228,38 @@ async def session(request: web.Request) -> Session:
 async def checked_form(request: web.Request) -> tuple[Session, dict[str, str]]:
     """A POSTed form of the signed-in operator, after its CSRF token is checked."""
     signed_in = await session(request)
-    form = await request.post()
-    sent = str(form.get("csrf", ""))
+    form = await form_of(request)
+    sent = form.get("csrf", "")
     if not hmac.compare_digest(sent.encode(), signed_in.csrf.encode()):
         raise refused(
             request, signed_in, 403,
             "表单已过期或不是从本控制台提交的，请返回页面重新操作。"
             " The form's CSRF token is missing or wrong: go back and try again.",
         )  # fmt: skip
-    return signed_in, {k: str(v) for k, v in form.items()}
+    return signed_in, form
+
+
+async def form_of(request: web.Request) -> dict[str, str]:
+    """A POSTed console form, as the console's own forms send it (URL-encoded; a value given
+    twice counts once, as first given); anything else a page saying so, never a 500."""
+    if not request.body_exists:
+        return {}
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise _error_page(
+            request, 415, "请从运维台页面提交表单。"
+            " The console takes its forms URL-encoded, as its pages send them.",
+        )  # fmt: skip
+    try:
+        text = (await request.read()).decode(request.charset or "utf-8")
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except (LookupError, UnicodeError, ValueError):
+        raise _error_page(
+            request, 400, "表单内容无法读取。 The form's content cannot be read."
+        ) from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        form.setdefault(key, value)
+    return form
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -245,10 +269,10 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     """POST /console/login: token → session cookie."""
-    form = await request.post()
+    form = await form_of(request)
     try:
         opened = await request.app[USE_CASES].console.sign_in(
-            str(form.get("token", "")).strip(), request.remote
+            form.get("token", "").strip(), request.remote
         )
     except AccessDenied as exc:
         return render(
@@ -422,6 +446,15 @@ async def child(request: web.Request) -> web.Response:
     acting = who(request, signed_in)
     case = await use_cases.casework.case(acting, number)
     if case is None:
+        # Not found, or another county's: the same page either way, and the try is audited
+        # (within the refusals' bound) as a school's try of another school's child is.
+        await use_cases.refusals.refused(
+            Refusal(
+                status=404, code="out_of_scope", method=request.method,
+                route="/console/child/{n}", token_id=signed_in.principal.token_id,
+                remote=acting.remote,
+            )
+        )  # fmt: skip
         raise refused(
             request, signed_in, 404,
             "找不到该学籍号的儿童，或不在您的辖区内。"

@@ -23,7 +23,8 @@ from bridge.services.downloads import ByteRange
 from schemas.api import ArchiveQuery, NoQuery
 
 _EXTENSIONS = {"application/json": ".json"}
-_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+# 19 digits hold any file size; a longer number is a range we cannot read (whole file).
+_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 
 def repr_digest(sha256_hex: str) -> str:

@@ -47,7 +47,9 @@ async def start_reconciliation(request: web.Request) -> web.StreamResponse:
     principal = await require_operator(request)
     asked = body(await request.read(), ReconcileIn)
     reporting = request.app[USE_CASES].reporting
-    run = await reporting.reconcile(asked.entry_year, trigger="api", who=_who(request, principal))
+    who = _who(request, principal)
+    run = await reporting.reconcile(asked.entry_year, trigger="api", who=who)
+    await reporting.opened(run.run_id, who)  # the answer is the report, whole numbers and all
     return await _stream_report(request, principal, run.run_id, status=201)
 
 
@@ -167,6 +169,10 @@ async def set_aside_groups(request: web.Request) -> web.Response:
     if asked.reason is not None:
         cases = await recovery.set_aside_cases(who, reason=asked.reason, answer=asked.answer)
         out["cases"] = [_case_out(c) for c in cases]
+        # Whole numbers: one audit line naming them, as the console's worklist writes.
+        await request.app[USE_CASES].casework.listed(
+            who, "set_aside", [c.student_number for c in cases]
+        )
     return web.json_response(out)
 
 

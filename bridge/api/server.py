@@ -30,7 +30,7 @@ from bridge.api.problems import (
     code_for,
     problem,
 )
-from bridge.domain.access import TOKEN_PREFIX
+from bridge.domain.access import TOKEN_ID_FORM, TOKEN_PREFIX
 from bridge.errors import AccessDenied, OutOfScope
 from bridge.services.refusals import Refusal, Refusals
 
@@ -69,6 +69,10 @@ def requests_middleware() -> Middleware:
                 await request.read()
             except web.HTTPRequestEntityTooLarge:
                 raise _too_large() from None
+            except web.RequestPayloadError:  # e.g. a gzip body that is not gzip
+                raise problem(
+                    400, "bad_request", "请求体无法读取 the body cannot be read as sent"
+                ) from None
         return await handler(request)
 
     return requests
@@ -130,7 +134,8 @@ def _token_id(request: web.Request) -> str | None:
     parts = token.strip().split("_")
     if scheme.lower() == "bearer" and len(parts) >= 4 and parts[0] == TOKEN_PREFIX:
         candidate = f"tok_{parts[2]}"
-        return candidate if len(candidate) <= 40 and candidate.isascii() else None
+        # Only an id of our form reaches the audit log: a stranger writes no text of theirs.
+        return candidate if TOKEN_ID_FORM.fullmatch(candidate) else None
     return None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from bridge.domain.personal_data import redact
 from bridge.errors import (
     AccessDenied,
     Conflict,
@@ -271,5 +272,5 @@ def guarded(command: str, run: Callable[[], int], *, debug: bool = False) -> int
         ending = explain(exc)
         if debugging(debug):
             traceback.print_exc(file=sys.stderr)
-        print(f"{command}: {ending.sentence}", file=sys.stderr)
+        print(redact(f"{command}: {ending.sentence}"), file=sys.stderr)
         return int(ending.code)

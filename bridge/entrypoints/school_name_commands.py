@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def cmd_schools(args: argparse.Namespace) -> int:
     """xueji schools load FILE."""
     try:
         rows = read_school_names(Path(args.file).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError, csv.Error) as exc:
         raise CommandFailed(
             f"xueji schools load: {args.file} could not be read as code,name rows ({exc}): "
             "fix the file and load it again"

@@ -78,6 +78,10 @@ async def test_the_lost_list_identifies_its_county_children_by_school_and_audits
     assert shown and shown <= {c.final_student_number for c in mine}
     far = api_env.cohort.children[11].final_student_number
     assert far not in page  # another county's child is not on a county operator's page
+    # ... though it is on the list: the province's page shows it.
+    province, _ = await signed_in(api_env, "province")
+    async with province, province.get(f"{api_env.url}/console/lost?entry_year={ENTRY_YEAR}") as r:
+        assert r.status == 200 and far in await r.text()
     name = api_env.cohort.children[0].events[0]["data"]["child"]["name"]
     assert name in page  # the child's name, as the registry was given it
     assert "个工作日 working days" in page
@@ -179,8 +183,16 @@ async def test_the_case_page_shows_the_child_its_events_and_calls(
     assert "毕业 graduated" in page and "北京时间 (UTC+8)" in page
     assert 'id="calls"' in page and "intake" in page.lower()
     far = api_env.cohort.children[11].final_student_number
+    before = await api_env.bridge.pool.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
     async with browser.get(f"{api_env.url}/console/child/{far}") as r:
         assert r.status == 404 and "不在您的辖区" in await r.text()
+    # Another county's child: no page, and the try is in the audit log.
+    tried = await api_env.bridge.pool.fetch(
+        "SELECT actor, outcome, detail FROM audit_log WHERE action = 'access.refused' AND id > $1",
+        before,
+    )
+    assert [r["actor"] for r in tried] == [api_env.token_ids["county"]]
+    assert tried[0]["outcome"] == "out_of_scope" and "/console/child/{n}" in tried[0]["detail"]
     async with browser.get(f"{api_env.url}/console/child/not-a-number") as r:
         assert r.status == 400 and "参数有误" in await r.text()
 

@@ -249,3 +249,46 @@ async def test_operators_in_scope_download_audited_as_operators_the_zip_is_the_s
     }  # fmt: skip
     assert readers[api_env.token_ids["county"]] == "operator"
     assert readers[api_env.token_ids["province"]] == "operator"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "status"),
+    [
+        # A valid multipart form: the console's forms are URL-encoded, so it says so.
+        ("multipart/form-data; boundary=b", b"--b\r\nContent-Disposition: form-data; "
+         b'name="token"\r\n\r\nx\r\n--b--\r\n', 415),
+        ("multipart/form-data", b"token=x", 415),
+        ("application/x-www-form-urlencoded; charset=nope", b"token=x", 400),
+        ("application/x-www-form-urlencoded", b"tok\xffen=x", 400),
+    ],
+)  # fmt: skip
+async def test_a_console_form_the_console_cannot_read_is_a_page_not_a_500(
+    api_env: SchoolApiEnv, content_type: str, body: bytes, status: int
+) -> None:
+    answer = await api_env.call(
+        "POST", "/console/login", None, data=body, headers={"Content-Type": content_type}
+    )
+    assert answer.status == status, answer.body[:300]
+    assert answer.headers["Content-Type"].startswith("text/html")
+
+
+async def test_a_body_that_cannot_be_decoded_as_its_encoding_says_is_a_400_problem(
+    api_env: SchoolApiEnv,
+) -> None:
+    for path in ("/console/login", f"/v1/handoffs/{number_of(api_env)}/arrival"):
+        answer = await api_env.call(
+            "POST", path, "school", data=b"not gzip at all",
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        )  # fmt: skip
+        assert answer.status == 400, (path, answer.body[:300])
+        assert answer.headers["Content-Type"].startswith(PROBLEM)
+
+
+async def test_a_range_with_a_number_too_long_to_be_a_size_gets_the_whole_file(
+    api_env: SchoolApiEnv,
+) -> None:
+    path = f"/v1/handoffs/{number_of(api_env)}/record-file"
+    whole = await api_env.call("GET", path, "county")
+    for header in ("bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000, "bytes=-" + "9" * 5000):
+        answer = await api_env.call("GET", path, "county", headers={"Range": header})
+        assert (answer.status, answer.body) == (200, whole.body)

@@ -102,8 +102,13 @@ async def test_the_api_runs_reports_and_exports_de_identified(
             body = await r.json()
         assert [g["reason"] for g in body["groups"]] == ["bad_source_file"]
         assert body["cases"][0]["student_number"] in numbers
-    actions = {e.action for e in await bridge.audit.query(actor=province.token_id)}
-    assert {"reconcile.run", "reconcile.export"} <= actions
+    entries = await bridge.audit.query(actor=province.token_id)
+    actions = {e.action for e in entries}
+    # The run's report came back whole (reconcile.report), and the set-aside cases with
+    # their whole numbers are one line naming them (api.set_aside).
+    assert {"reconcile.run", "reconcile.report", "reconcile.export", "api.set_aside"} <= actions
+    named = [e for e in entries if e.action == "api.set_aside"]
+    assert [list(e.student_numbers or []) for e in named] == [[body["cases"][0]["student_number"]]]
 
 
 async def test_the_console_shows_the_figures_in_chromium(

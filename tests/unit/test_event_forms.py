@@ -186,6 +186,14 @@ def test_childseq_outside_the_cloudevents_integer_range_or_not_an_integer_is_ref
     assert error.args[0].startswith("childseq: ")
 
 
+@pytest.mark.parametrize("time", ["9999-12-31T23:00:00-10:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_that_names_no_instant_in_utc_is_refused(time: str) -> None:
+    # Well-formed RFC 3339, but no instant in UTC: stored or shown, it would overflow.
+    error = refused(orjson.dumps(wire() | {"time": time}))
+    assert error.code == "invalid_envelope"
+    assert error.args[0].startswith("time: ")
+
+
 @pytest.mark.parametrize("data", [[], "x", 3, None])
 def test_data_that_is_not_an_object_is_refused(data: Any) -> None:
     error = refused(orjson.dumps(wire() | {"data": data}))

@@ -51,5 +51,20 @@ def test_a_parked_id_fits_a_bigint_and_names_something() -> None:
 
 
 def test_an_empty_form_field_is_not_given_but_an_empty_answer_is_an_answer() -> None:
-    form = SetAsideForm.model_validate({"action": "retry", "reason": "", "answer": ""})
+    form = SetAsideForm.model_validate({"action": "resolve", "reason": "", "answer": ""})
     assert (form.reason, form.answer) == (None, "")
+
+
+@pytest.mark.parametrize("fields", [{}, {"reason": "", "student_number": ""}, {"answer": "409"}])
+def test_a_console_retry_naming_neither_a_group_nor_a_child_is_refused(
+    fields: dict[str, str],
+) -> None:
+    # Else it would release every open set-aside in the operator's scope at once.
+    with pytest.raises(ValidationError):
+        SetAsideForm.model_validate({"action": "retry", **fields})
+    assert SetAsideForm.model_validate({"action": "retry", "reason": "identity_conflict"})
+
+
+def test_a_console_form_student_number_has_the_form_of_one() -> None:
+    with pytest.raises(ValidationError):
+        SetAsideForm.model_validate({"action": "resolve", "student_number": "../x?y"})
