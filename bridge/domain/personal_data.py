@@ -14,6 +14,7 @@ import contextlib
 import json
 import re
 from typing import Any
+from urllib.parse import unquote
 
 from bridge.domain.student_number import mask
 
@@ -115,9 +116,27 @@ def _unescaped(text: str) -> str:
     return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
 
 
+# Full-width digits and letters (as a Chinese input method types them) read as ASCII.
+_WIDE = str.maketrans(
+    {chr(0xFF10 + i): str(i) for i in range(10)}
+    | {chr(0xFF21 + ord(c) - 65): c for c in "GJLX"}
+    | {chr(0xFF41 + ord(c) - 97): c for c in "gjlx"}
+)
+_WIDE_DIGIT = re.compile("[\uff10-\uff19]")
+
+
+def _plain(text: str) -> str:
+    # A number may come percent-encoded (a path in a URL: %47 is G) or in full width.
+    if "%" in text:
+        text = unquote(text)
+    if _WIDE_DIGIT.search(text):
+        text = text.translate(_WIDE)
+    return text
+
+
 def redact(text: str) -> str:
     """*text* with every identity number and student number masked (``G***12``), written
-    plainly or with JSON's ``\\uXXXX`` escapes."""
+    plainly, with JSON's ``\\uXXXX`` escapes, percent-encoded or in full-width digits."""
     if len(text) < 18:
         return text
-    return _IN_TEXT.sub(lambda m: mask(m.group(0)), _unescaped(text))
+    return _IN_TEXT.sub(lambda m: mask(m.group(0)), _plain(_unescaped(text)))

@@ -81,6 +81,19 @@ def test_escaped_json_is_seen_through() -> None:
     assert leaked(redact(escaped)) == [] and "G***1X" in redact(escaped)
 
 
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "GET /v1/handoffs/%47" + ID_NUMBER + " 404",  # a path as a proxy logs it
+        "/v1/handoffs/" + "".join(f"%{ord(c):02X}" for c in G_NUMBER),
+        G_NUMBER.translate({ord(c): 0xFF10 + int(c) for c in "0123456789"}),  # full width
+    ],
+)
+def test_percent_encoded_and_full_width_numbers_are_seen_through(spelled: str) -> None:
+    assert G_NUMBER not in spelled
+    assert leaked(redact(spelled)) == [] and "***1X" in redact(spelled)
+
+
 def test_the_filter_on_a_handler_redacts_what_reaches_it() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "id %s", (ID_NUMBER,), None)
     assert Redacting().filter(record)
