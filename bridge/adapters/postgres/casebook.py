@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from bridge.adapters.postgres.reconciliation_store import finding_fields
 from bridge.domain.access import Principal
 from bridge.services.ports.casework import (
     CaseAct,
@@ -76,12 +77,7 @@ class Casebook:
         )  # fmt: skip
         return [
             LostItem(
-                r["category"],
-                r["student_number"],
-                r["county_code"],
-                r["kindergarten_code"],
-                r["school_code"],
-                json.loads(r["detail"]) if r["detail"] else {},
+                *finding_fields(r),
                 r["due"],
                 r["since"],
             )

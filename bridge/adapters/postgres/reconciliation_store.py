@@ -92,7 +92,18 @@ _FORMER_HOLDERS = (
     " WHERE n.student_number = ANY($1::text[]) AND c.student_number <> n.student_number"
 )
 
+# The fields of ListedFinding, in its order.
+FindingFields = tuple[str, str, str | None, str | None, str | None, dict[str, str]]
 _SCOPE = "($2::text IS NULL OR county_code = $2) AND ($3::text IS NULL OR kindergarten_code = $3)"
+
+
+def finding_fields(r: asyncpg.Record) -> FindingFields:
+    """A recon_items row's fields that every listed finding starts with (``ListedFinding``)."""
+    detail: dict[str, str] = json.loads(r["detail"]) if r["detail"] else {}
+    return (
+        r["category"], r["student_number"], r["county_code"], r["kindergarten_code"],
+        r["school_code"], detail,
+    )  # fmt: skip
 
 
 class _CopyStream:
@@ -588,12 +599,7 @@ class ReconciliationStore:
         )  # fmt: skip
         return [
             Item(
-                r["category"],
-                r["student_number"],
-                r["county_code"],
-                r["kindergarten_code"],
-                r["school_code"],
-                json.loads(r["detail"]) if r["detail"] else {},
+                *finding_fields(r),
                 r["since"],
                 bool(r["new"]) and previous is not None,
             )

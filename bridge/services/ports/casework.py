@@ -8,19 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bridge.domain.access import Principal
-from bridge.services.ports.reconciliation import Scope
+from bridge.services.ports.reconciliation import ListedFinding, Scope
 
 
 @dataclass(frozen=True, slots=True)
-class LostItem:
+class LostItem(ListedFinding):
     """One finding of the lost-child list, as a county operator works it."""
 
-    category: str
-    student_number: str
-    county_code: str | None
-    kindergarten_code: str | None
-    school_code: str | None
-    detail: dict[str, str]
     due: dt.date | None  # the deadline it missed (report_by, pull_by or deadline)
     since: dt.datetime | None
 

@@ -55,8 +55,8 @@ class RunInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Item:
-    """One finding of a run, as listed to operators."""
+class ListedFinding:
+    """A child in one category of a run: what every list of findings shows."""
 
     category: str
     student_number: str
@@ -64,6 +64,12 @@ class Item:
     kindergarten_code: str | None
     school_code: str | None
     detail: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Item(ListedFinding):
+    """One finding of a run, as listed to operators."""
+
     since: dt.datetime | None
     new: bool
 
